@@ -1,0 +1,140 @@
+// conf/: the one config tree.
+//
+//   flows.toml --parse--> toml::table --validate--> rpl::conf::Config (plain structs)
+//                                   \--errors--> one line each: file:line:col: key.path: what
+//
+// Owns: reading TOML (nothing else in the project does), defaults, typed
+// durations and sizes, cross-reference checks, and masking of secrets.
+// Invariants: a Config returned by load() has passed every check below; every
+// flow and tap names a known cluster; names are unique; regexes compile.
+// Layering: defaults -> TOML -> forced invariants (kafka/ forces the
+// properties the data path relies on, such as enable.auto.commit=false).
+// Thread model: a Config is immutable after load() and may be shared freely.
+#pragma once
+
+#include "kafka/result.h"
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rpl::conf {
+
+using duration = std::chrono::milliseconds;
+
+// Where a value came from, for messages that point back into the file.
+struct source_pos {
+    std::string file;
+    int line = 0;
+    int column = 0;
+};
+
+struct daemon_config {
+    std::string state_dir = "/var/lib/replicatord";  // RocksDB index; rebuilt from Kafka if lost
+    std::string admin_listen = "127.0.0.1:9464";     // /metrics, /healthz, /readyz, /status
+    std::string admin_token;                          // bearer token; required for non-loopback
+    std::string log_level = "info";                   // trace|debug|info|warn|error
+};
+
+struct cluster_config {
+    std::string name;                                // alias, e.g. "primary"
+    std::string bootstrap;                           // bootstrap.servers
+    std::map<std::string, std::string> client;      // librdkafka properties, passed through
+    source_pos pos;
+};
+
+enum class naming_policy { prefix, identity };
+
+struct flow_config {
+    std::string name;
+    std::string source;                  // cluster alias
+    std::string target;                  // cluster alias
+    std::vector<std::string> topics = {".*"};  // full-match regexes
+    std::vector<std::string> exclude_topics;   // full-match regexes
+    naming_policy naming = naming_policy::prefix;
+    std::string separator = ".";         // prefix naming: <source><separator><topic>
+    std::vector<std::string> groups = {".*"};  // consumer groups to checkpoint (full match)
+    std::vector<std::string> exclude_groups;
+    duration checkpoint_interval{5000};
+    duration refresh_interval{5000};     // topic/partition discovery
+    duration heartbeat_interval{1000};
+    bool sync_group_offsets = true;
+    bool emit_checkpoints = true;
+    bool heartbeats = true;
+    int replication_factor = -1;         // -1: min(3, brokers on the target)
+    std::uint64_t max_in_flight_bytes = 64ull << 20;  // consumption pauses beyond this
+    std::optional<duration> rpo_target;
+    std::optional<duration> rto_target;
+    std::string from_pair;               // name of the [[pair]] that produced it, if any
+    source_pos pos;
+};
+
+struct pair_config {
+    std::string name;                    // defaults to "<a>-<b>"
+    std::vector<std::string> clusters;   // exactly two, distinct
+    std::vector<std::string> topics = {".*"};
+    std::vector<std::string> exclude_topics;
+    naming_policy naming = naming_policy::prefix;
+    std::vector<std::string> directions; // flow names to run here; empty = both
+    std::vector<std::string> groups = {".*"};
+    std::optional<duration> rpo_target;
+    std::optional<duration> rto_target;
+    source_pos pos;
+};
+
+struct tap_config {
+    std::string name;
+    std::string source;                  // cluster alias
+    std::vector<std::string> topics = {".*"};
+    std::vector<std::string> exclude_topics;
+    std::string storage;                 // file:///path or s3://bucket/prefix?region=..&endpoint=..
+    std::string compression = "zstd";
+    int compression_level = 3;           // zstd 1..22
+    std::uint64_t segment_max_bytes = 64ull << 20;
+    duration segment_max_interval{60000};
+    duration group_snapshot_interval{30000};
+    std::string s3_access_key;           // secret-bearing; also from AWS_ACCESS_KEY_ID
+    std::string s3_secret_key;           // secret; also from AWS_SECRET_ACCESS_KEY
+    std::optional<duration> rpo_target;
+    std::optional<duration> rto_target;
+    source_pos pos;
+};
+
+struct Config {
+    std::string path;
+    daemon_config daemon;
+    std::map<std::string, cluster_config> clusters;
+    std::vector<flow_config> flows;      // includes the two flows each [[pair]] expands to
+    std::vector<pair_config> pairs;
+    std::vector<tap_config> taps;
+
+    [[nodiscard]] const cluster_config* cluster(const std::string& name) const;
+    [[nodiscard]] const flow_config* flow(const std::string& name) const;
+};
+
+// Parse and validate a file. On failure the Error's message holds every
+// problem found, one per line, each `file:line:column: key.path: what`.
+[[nodiscard]] Result<Config> load(const std::string& path);
+// Same, from text already in memory; `path` is used only in messages.
+[[nodiscard]] Result<Config> parse(std::string_view text, const std::string& path);
+
+// Typed values. Accept "500ms", "5s", "2m", "1h", "1d"; "64MiB", "1GiB", "10KB", "123".
+[[nodiscard]] Result<duration> parse_duration(std::string_view s);
+[[nodiscard]] Result<std::uint64_t> parse_size(std::string_view s);
+[[nodiscard]] std::string format_duration(duration d);
+
+// True for property names that carry secrets (password, secret, token, key
+// material such as ssl.key.pem or sasl.oauthbearer.config).
+[[nodiscard]] bool is_secret_key(std::string_view name);
+// "******" for secrets, the value otherwise.
+[[nodiscard]] std::string masked(std::string_view name, std::string_view value);
+// A storage URL with credentials in it (query or userinfo) masked.
+[[nodiscard]] std::string masked_url(std::string_view url);
+
+// Human-readable dump of the effective config, secrets masked.
+[[nodiscard]] std::string describe(const Config& c);
+
+}  // namespace rpl::conf

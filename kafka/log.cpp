@@ -1,0 +1,81 @@
+#include "kafka/log.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace rpl {
+
+namespace {
+std::atomic<int> g_level{static_cast<int>(level::info)};
+
+const char* level_name(level l) noexcept {
+    switch (l) {
+        case level::trace: return "TRACE";
+        case level::debug: return "DEBUG";
+        case level::info: return "INFO";
+        case level::warn: return "WARN";
+        case level::error: return "ERROR";
+        case level::off: return "OFF";
+    }
+    return "?";
+}
+}  // namespace
+
+void set_log_level(level l) noexcept { g_level.store(static_cast<int>(l)); }
+level log_level() noexcept { return static_cast<level>(g_level.load(std::memory_order_relaxed)); }
+
+bool parse_level(std::string_view s, level& out) noexcept {
+    static constexpr std::pair<std::string_view, level> names[] = {
+        {"trace", level::trace}, {"debug", level::debug}, {"info", level::info},
+        {"warn", level::warn},   {"error", level::error}, {"off", level::off}};
+    for (const auto& [name, l] : names) {
+        if (s == name) {
+            out = l;
+            return true;
+        }
+    }
+    return false;
+}
+
+Logger Logger::child(std::string_view more) const {
+    if (prefix_.empty()) return Logger(std::string(more));
+    return Logger(prefix_ + " " + std::string(more));
+}
+
+void Logger::log(level l, std::string_view msg) const noexcept {
+    if (!enabled(l)) return;
+    try {
+        using namespace std::chrono;
+        const auto now = system_clock::now();
+        const auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+        const std::time_t t = system_clock::to_time_t(now);
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        char ts[64];
+        std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                      static_cast<int>(ms));
+        std::string line;
+        line.reserve(48 + prefix_.size() + msg.size());
+        line += ts;
+        line += ' ';
+        line += level_name(l);
+        line += ' ';
+        if (!prefix_.empty()) {
+            line += '[';
+            line += prefix_;
+            line += "] ";
+        }
+        line += msg;
+        line += '\n';
+        // One write(2) per line keeps lines whole across threads.
+        [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
+    } catch (...) {
+        // Logging must never throw into the caller.
+    }
+}
+
+}  // namespace rpl

@@ -1,0 +1,45 @@
+// The one logger.
+//
+// Lines go to stderr as `2026-11-26T10:00:00.123Z LEVEL [prefix] message`.
+// Each component builds a Logger with its own prefix, e.g.
+// `[flow primary->dr orders/3]`; librdkafka's log and error callbacks are
+// routed here by kafka/. Per-record events belong at trace.
+//
+// Thread model: log() may be called from any thread; a line is written with a
+// single write(2) so lines from different threads never interleave.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <string_view>
+
+namespace rpl {
+
+enum class level { trace = 0, debug, info, warn, error, off };
+
+// Global threshold, set once from --log-level / RPL_LOG_LEVEL.
+void set_log_level(level l) noexcept;
+[[nodiscard]] level log_level() noexcept;
+[[nodiscard]] bool parse_level(std::string_view s, level& out) noexcept;
+
+class Logger {
+public:
+    explicit Logger(std::string prefix = {}) : prefix_(std::move(prefix)) {}
+
+    [[nodiscard]] const std::string& prefix() const noexcept { return prefix_; }
+    [[nodiscard]] Logger child(std::string_view more) const;
+
+    [[nodiscard]] bool enabled(level l) const noexcept { return l >= log_level(); }
+    void log(level l, std::string_view msg) const noexcept;
+
+    void trace(std::string_view m) const noexcept { log(level::trace, m); }
+    void debug(std::string_view m) const noexcept { log(level::debug, m); }
+    void info(std::string_view m) const noexcept { log(level::info, m); }
+    void warn(std::string_view m) const noexcept { log(level::warn, m); }
+    void error(std::string_view m) const noexcept { log(level::error, m); }
+
+private:
+    std::string prefix_;
+};
+
+}  // namespace rpl
