@@ -50,5 +50,7 @@ inline Result<void> ok() { return boost::outcome_v2::success(); }
 }  // namespace rpl
 
 // RPL_TRY(var, expr): evaluate expr; on failure return its error from the
-// enclosing function, else bind the value to var.
+// enclosing function, else bind the value to a new `auto&& var` (Boost 1.74
+// declares it: write RPL_TRY(x, f()), not RPL_TRY(auto x, f())). RPL_TRY(expr)
+// alone checks a Result<void>. It expands to several statements: use braces.
 #define RPL_TRY BOOST_OUTCOME_TRY

@@ -1,0 +1,125 @@
+#include "app/plan.h"
+
+#include "replicator/topic_policy.h"
+
+#include <future>
+#include <iomanip>
+#include <ostream>
+#include <set>
+
+namespace rpl::app {
+
+kafka::endpoint endpoint_of(const conf::cluster_config& c) {
+    return kafka::endpoint{c.name, c.bootstrap, c.client};
+}
+
+Result<std::map<std::string, kafka::cluster_metadata>> probe_clusters(
+    const conf::Config& cfg, kafka::deadline_ms deadline, const Logger& log) {
+    std::vector<std::string> used;
+    auto use = [&](const std::string& name) {
+        if (std::find(used.begin(), used.end(), name) == used.end()) used.push_back(name);
+    };
+    for (const auto& f : cfg.flows) {
+        use(f.source);
+        use(f.target);
+    }
+    for (const auto& t : cfg.taps) use(t.source);
+
+    std::vector<std::future<Result<kafka::cluster_metadata>>> pending;
+    for (const auto& name : used) {
+        const auto* c = cfg.cluster(name);
+        pending.push_back(std::async(std::launch::async, [ep = endpoint_of(*c), deadline, &log] {
+            return kafka::probe(ep, deadline, log.child("cluster " + ep.alias));
+        }));
+    }
+    std::map<std::string, kafka::cluster_metadata> out;
+    std::optional<Error> first_error;
+    for (size_t i = 0; i < used.size(); ++i) {
+        auto r = pending[i].get();
+        if (!r) {
+            if (!first_error) first_error = r.error();
+            continue;
+        }
+        out.emplace(used[i], std::move(r).value());
+    }
+    if (first_error) return boost::outcome_v2::failure(std::move(*first_error));
+    return out;
+}
+
+namespace {
+
+const char* naming_name(conf::naming_policy n) {
+    return n == conf::naming_policy::prefix ? "prefix" : "identity";
+}
+
+void print_flow(const conf::flow_config& f, const conf::Config& cfg,
+                const kafka::cluster_metadata& src, const kafka::cluster_metadata& dst,
+                std::ostream& out) {
+    const replicator::topic_policy policy(f);
+    out << "flow " << f.name << ": " << f.source << " (" << cfg.cluster(f.source)->bootstrap
+        << ") -> " << f.target << " (" << cfg.cluster(f.target)->bootstrap
+        << "), naming " << naming_name(f.naming) << "\n";
+    size_t width = 12;
+    for (const auto& t : src.topics) width = std::max(width, t.name.size());
+    out << "  " << std::left << std::setw(static_cast<int>(width)) << "SOURCE-TOPIC" << "  "
+        << std::setw(10) << "PARTITIONS" << "  " << "TARGET-TOPIC" << "  (STATE)\n";
+    int mirrored = 0;
+    std::vector<std::pair<std::string, replicator::topic_verdict>> skipped;
+    for (const auto& t : src.topics) {
+        const auto verdict = policy.classify(t.name);
+        if (verdict != replicator::topic_verdict::mirrored) {
+            if (verdict == replicator::topic_verdict::cycle ||
+                verdict == replicator::topic_verdict::excluded)
+                skipped.emplace_back(t.name, verdict);
+            continue;
+        }
+        ++mirrored;
+        const std::string target = policy.target_topic(t.name);
+        std::string state;
+        if (const auto* existing = dst.topic(target)) {
+            if (existing->partitions.size() < t.partitions.size())
+                state = "conflict: target has " + std::to_string(existing->partitions.size()) +
+                        " partitions, source has " + std::to_string(t.partitions.size());
+            else
+                state = "exists, " + std::to_string(existing->partitions.size()) + " partitions";
+        } else {
+            state = "will be created";
+        }
+        out << "  " << std::setw(static_cast<int>(width)) << t.name << "  " << std::setw(10)
+            << t.partitions.size() << "  " << target << "  (" << state << ")\n";
+    }
+    if (mirrored == 0) out << "  (no source topic matches yet; new ones are picked up as they appear)\n";
+    for (const auto& [name, verdict] : skipped)
+        out << "  skipped " << name << ": " << replicator::to_string(verdict) << "\n";
+}
+
+void print_tap(const conf::tap_config& t, const kafka::cluster_metadata& src, std::ostream& out) {
+    const replicator::topic_policy policy(t);
+    out << "tap " << t.name << ": " << t.source << " -> " << conf::masked_url(t.storage)
+        << " (" << t.compression;
+    if (t.compression == "zstd") out << " level " << t.compression_level;
+    out << ", segments up to " << t.segment_max_bytes << " bytes or "
+        << conf::format_duration(t.segment_max_interval) << ")\n";
+    int n = 0;
+    for (const auto& topic : src.topics) {
+        if (!policy.mirrored(topic.name)) continue;
+        ++n;
+        out << "  " << topic.name << " (" << topic.partitions.size() << " partitions)\n";
+    }
+    if (n == 0) out << "  (no source topic matches yet)\n";
+}
+
+}  // namespace
+
+void print_plan(const conf::Config& cfg,
+                const std::map<std::string, kafka::cluster_metadata>& metadata,
+                std::ostream& out) {
+    for (const auto& [name, md] : metadata) {
+        out << "cluster " << name << " (" << cfg.cluster(name)->bootstrap << "): "
+            << md.brokers.size() << " broker(s), " << md.topics.size() << " topic(s)\n";
+    }
+    for (const auto& f : cfg.flows) print_flow(f, cfg, metadata.at(f.source), metadata.at(f.target), out);
+    for (const auto& t : cfg.taps) print_tap(t, metadata.at(t.source), out);
+}
+
+}  // namespace rpl::app

@@ -1,0 +1,65 @@
+// Admin operations with deadlines: topics, configs, partitions, groups.
+// Each call sends one admin request through the given client's handle and
+// waits for its result on a private queue, at most `deadline`.
+#pragma once
+
+#include "kafka/client.h"
+#include "kafka/consumer.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace rpl::kafka {
+
+struct config_entry {
+    std::string name;
+    std::string value;
+    bool is_default = false;
+    bool is_sensitive = false;
+    bool is_read_only = false;
+    rd_kafka_ConfigSource_t source = RD_KAFKA_CONFIG_SOURCE_UNKNOWN_CONFIG;
+};
+
+struct group_listing {
+    std::string group_id;
+    std::string state;  // Stable, Empty, PreparingRebalance, Dead...
+    bool is_simple = false;
+};
+
+struct group_description {
+    std::string group_id;
+    std::string state;
+    size_t members = 0;
+};
+
+class admin {
+public:
+    explicit admin(const Client& c, deadline_ms deadline = std::chrono::seconds(30))
+        : c_(&c), deadline_(deadline) {}
+
+    // errc::conflict if the topic exists already.
+    [[nodiscard]] Result<void> create_topic(const std::string& name, int partitions,
+                                            int replication_factor,
+                                            const std::map<std::string, std::string>& configs) const;
+    [[nodiscard]] Result<void> delete_topic(const std::string& name) const;
+    [[nodiscard]] Result<void> create_partitions(const std::string& name, int total) const;
+    [[nodiscard]] Result<std::vector<config_entry>> describe_topic_configs(
+        const std::string& name) const;
+    // Replaces the topic's whole set of dynamic configs (AlterConfigs is not
+    // incremental in librdkafka 2.0.2): pass every key that should stay set.
+    [[nodiscard]] Result<void> alter_topic_configs(
+        const std::string& name, const std::map<std::string, std::string>& configs) const;
+
+    [[nodiscard]] Result<std::vector<group_listing>> list_groups() const;
+    [[nodiscard]] Result<group_description> describe_group(const std::string& group) const;
+    [[nodiscard]] Result<partition_list> list_group_offsets(const std::string& group) const;
+    [[nodiscard]] Result<void> alter_group_offsets(const std::string& group,
+                                                   const partition_list& offsets) const;
+
+private:
+    const Client* c_;
+    deadline_ms deadline_;
+};
+
+}  // namespace rpl::kafka

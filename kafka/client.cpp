@@ -1,0 +1,220 @@
+#include "kafka/client.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace rpl::kafka {
+
+Error kafka_error(rd_kafka_resp_err_t err, const std::string& what) {
+    errc code = errc::kafka;
+    if (err == RD_KAFKA_RESP_ERR__TIMED_OUT || err == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT)
+        code = errc::timeout;
+    else if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        code = errc::unreachable;
+    else if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+             err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || err == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND)
+        code = errc::not_found;
+    return Error{code, what + ": " + rd_kafka_err2str(err)};
+}
+
+bool is_retriable(rd_kafka_resp_err_t err) noexcept {
+    switch (err) {
+        case RD_KAFKA_RESP_ERR__TRANSPORT:
+        case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+        case RD_KAFKA_RESP_ERR__TIMED_OUT:
+        case RD_KAFKA_RESP_ERR__TIMED_OUT_QUEUE:
+        case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+        case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+        case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+        case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+        case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+        case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+        case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+        case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+        case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+        case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+        case RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR:
+        case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
+            return true;
+        default:
+            return false;
+    }
+}
+
+namespace {
+
+void log_cb(const rd_kafka_t* rk, int lvl, const char* fac, const char* buf) {
+    auto* opaque = rd_kafka_opaque(rk);
+    if (opaque == nullptr) return;
+    const Logger& log = static_cast<const client_context*>(opaque)->log;
+    // syslog levels: 0-3 error, 4 warning, 5-6 info/notice, 7 debug.
+    level l = lvl <= 3 ? level::error : lvl == 4 ? level::warn : lvl <= 6 ? level::info : level::debug;
+    std::string line = "librdkafka ";
+    line += fac;
+    line += ": ";
+    line += buf;
+    log.log(l, line);
+}
+
+void error_cb(rd_kafka_t* /*rk*/, int err, const char* reason, void* opaque) {
+    if (opaque == nullptr) return;
+    const Logger& log = static_cast<const client_context*>(opaque)->log;
+    const auto code = static_cast<rd_kafka_resp_err_t>(err);
+    // Shutdown-caused errors are not errors.
+    if (code == RD_KAFKA_RESP_ERR__DESTROY) return;
+    std::string line = "librdkafka error ";
+    line += rd_kafka_err2name(code);
+    line += ": ";
+    line += reason;
+    log.log(code == RD_KAFKA_RESP_ERR__FATAL ? level::error : level::warn, line);
+}
+
+Result<void> set(rd_kafka_conf_t* conf, const std::string& name, const std::string& value,
+                 const endpoint& ep) {
+    char err[512] = {0};
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+        return fail(errc::invalid_config, "cluster " + ep.alias + ": property " + name + ": " + err);
+    return ok();
+}
+
+}  // namespace
+
+void* user_opaque(rd_kafka_t* rk) noexcept {
+    auto* opaque = rd_kafka_opaque(rk);
+    return opaque == nullptr ? nullptr : static_cast<client_context*>(opaque)->user;
+}
+
+Result<Client> Client::create(client_kind kind, const endpoint& ep, const properties& overrides,
+                              const Logger& log, void (*setup)(rd_kafka_conf_t*, void*),
+                              void* opaque) {
+    conf_ptr conf(rd_kafka_conf_new());
+    RPL_TRY(set(conf.get(), "bootstrap.servers", ep.bootstrap, ep));
+    RPL_TRY(set(conf.get(), "client.id", "replicatord", ep));
+    for (const auto& [k, v] : ep.client) {
+        RPL_TRY(set(conf.get(), k, v, ep));
+    }
+    for (const auto& [k, v] : overrides) {
+        RPL_TRY(set(conf.get(), k, v, ep));
+    }
+
+    Client c;
+    c.kind_ = kind;
+    c.ctx_ = std::make_unique<client_context>(client_context{ep, log, opaque});
+    rd_kafka_conf_set_opaque(conf.get(), c.ctx_.get());
+    rd_kafka_conf_set_log_cb(conf.get(), &log_cb);
+    rd_kafka_conf_set_error_cb(conf.get(), &error_cb);
+    if (setup != nullptr) setup(conf.get(), opaque);
+
+    char err[512] = {0};
+    const auto type = kind == client_kind::producer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER;
+    // rd_kafka_new takes ownership of conf only on success.
+    rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
+    if (rk == nullptr)
+        return fail(errc::invalid_config, "cluster " + ep.describe() + ": cannot create client: " + err);
+    (void)conf.release();
+    c.rk_ = rk;
+    if (kind == client_kind::consumer) rd_kafka_poll_set_consumer(rk);
+    return c;
+}
+
+Client::Client(Client&& o) noexcept
+    : rk_(o.rk_), kind_(o.kind_), ctx_(std::move(o.ctx_)), closed_(o.closed_) {
+    o.rk_ = nullptr;
+}
+
+Client& Client::operator=(Client&& o) noexcept {
+    if (this != &o) {
+        destroy();
+        rk_ = o.rk_;
+        kind_ = o.kind_;
+        ctx_ = std::move(o.ctx_);
+        closed_ = o.closed_;
+        o.rk_ = nullptr;
+    }
+    return *this;
+}
+
+Client::~Client() { destroy(); }
+
+void Client::close(deadline_ms deadline) noexcept {
+    if (rk_ == nullptr || closed_) return;
+    closed_ = true;
+    if (kind_ == client_kind::consumer) {
+        // rd_kafka_consumer_close has no timeout of its own; a queue-based
+        // close lets us bound it.
+        queue_ptr q(rd_kafka_queue_new(rk_));
+        if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk_, q.get())) {
+            rd_kafka_error_destroy(e);
+            return;
+        }
+        const auto until = std::chrono::steady_clock::now() + deadline;
+        while (!rd_kafka_consumer_closed(rk_) && std::chrono::steady_clock::now() < until) {
+            if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q.get(), 100)) rd_kafka_event_destroy(ev);
+        }
+    } else {
+        rd_kafka_flush(rk_, static_cast<int>(deadline.count()));
+    }
+}
+
+void Client::destroy() noexcept {
+    if (rk_ == nullptr) return;
+    // Consumers leave their group; producers are flushed or purged by their
+    // owner, who knows how long it may wait.
+    if (kind_ == client_kind::consumer) close(std::chrono::seconds(10));
+    // A consumer that could not close within its deadline must not block
+    // rd_kafka_destroy forever.
+    rd_kafka_destroy_flags(rk_, kind_ == client_kind::consumer ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE
+                                                                : 0);
+    rk_ = nullptr;
+    ctx_.reset();
+}
+
+const topic_info* cluster_metadata::topic(const std::string& name) const {
+    auto it = std::lower_bound(topics.begin(), topics.end(), name,
+                               [](const topic_info& t, const std::string& n) { return t.name < n; });
+    return it != topics.end() && it->name == name ? &*it : nullptr;
+}
+
+Result<cluster_metadata> fetch_metadata(const Client& c, deadline_ms deadline) {
+    const rd_kafka_metadata_t* md = nullptr;
+    const auto err = rd_kafka_metadata(c.get(), 1, nullptr, &md, static_cast<int>(deadline.count()));
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        Error e = kafka_error(err, "cluster " + c.where().describe() + ": metadata request");
+        if (e.code == errc::timeout || e.code == errc::unreachable) {
+            e.code = errc::unreachable;
+            e.message = "cluster " + c.where().describe() + " unreachable: no metadata within " +
+                        std::to_string(deadline.count()) + " ms (" + rd_kafka_err2str(err) + ")";
+        }
+        return boost::outcome_v2::failure(std::move(e));
+    }
+    std::unique_ptr<const rd_kafka_metadata_t, decltype(&rd_kafka_metadata_destroy)> owned(
+        md, &rd_kafka_metadata_destroy);
+    cluster_metadata out;
+    for (int i = 0; i < md->broker_cnt; ++i) out.brokers.push_back(md->brokers[i].id);
+    out.topics.reserve(static_cast<size_t>(md->topic_cnt));
+    for (int i = 0; i < md->topic_cnt; ++i) {
+        const auto& t = md->topics[i];
+        topic_info ti;
+        ti.name = t.topic;
+        ti.err = t.err;
+        for (int p = 0; p < t.partition_cnt; ++p)
+            ti.partitions.push_back({t.partitions[p].id, t.partitions[p].leader});
+        std::sort(ti.partitions.begin(), ti.partitions.end(),
+                  [](const partition_info& a, const partition_info& b) { return a.id < b.id; });
+        out.topics.push_back(std::move(ti));
+    }
+    std::sort(out.topics.begin(), out.topics.end(),
+              [](const topic_info& a, const topic_info& b) { return a.name < b.name; });
+    return out;
+}
+
+Result<cluster_metadata> probe(const endpoint& ep, deadline_ms deadline, const Logger& log) {
+    // Connection failures during a probe are the expected answer, reported
+    // once by the caller; librdkafka's own retries would only repeat it.
+    properties quiet{{"log_level", "0"}};
+    RPL_TRY(c, Client::create(client_kind::producer, ep, quiet, log));
+    return fetch_metadata(c, deadline);
+}
+
+}  // namespace rpl::kafka

@@ -1,0 +1,174 @@
+#include "kafka/consumer.h"
+
+#include <cstring>
+
+namespace rpl::kafka {
+
+tpl_ptr to_tpl(const partition_list& parts) {
+    tpl_ptr tpl = make_tpl(static_cast<int>(parts.size()));
+    for (const auto& p : parts)
+        rd_kafka_topic_partition_list_add(tpl.get(), p.topic.c_str(), p.partition)->offset = p.offset;
+    return tpl;
+}
+
+partition_list from_tpl(const rd_kafka_topic_partition_list_t* tpl) {
+    partition_list out;
+    if (tpl == nullptr) return out;
+    out.reserve(static_cast<size_t>(tpl->cnt));
+    for (int i = 0; i < tpl->cnt; ++i)
+        out.push_back({tpl->elems[i].topic, tpl->elems[i].partition, tpl->elems[i].offset});
+    return out;
+}
+
+void consumer::rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t* parts, void* /*opaque*/) {
+    auto* st = static_cast<handler_state*>(user_opaque(rk));
+    const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    const partition_list list = from_tpl(parts);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (st->h.on_assign) st->h.on_assign(list);
+        if (cooperative) {
+            if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, parts)) {
+                st->log.error(std::string("incremental assign failed: ") + rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            }
+        } else {
+            rd_kafka_assign(rk, parts);
+        }
+        return;
+    }
+    // Revoked (or lost): the caller drains and commits first.
+    if (st->h.on_revoke) st->h.on_revoke(list);
+    if (cooperative) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, parts)) {
+            st->log.error(std::string("incremental unassign failed: ") + rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+    } else {
+        rd_kafka_assign(rk, nullptr);
+    }
+}
+
+void consumer::commit_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t* /*offsets*/, void* /*opaque*/) {
+    auto* st = static_cast<handler_state*>(user_opaque(rk));
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    st->last_commit_err = err;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        st->log.warn(std::string("offset commit failed: ") + rd_kafka_err2str(err));
+}
+
+Result<consumer> consumer::create(const endpoint& ep, const std::string& group_id,
+                                  const properties& overrides, const Logger& log) {
+    properties forced = overrides;
+    forced["group.id"] = group_id;
+    forced["enable.auto.commit"] = "false";
+    forced["enable.auto.offset.store"] = "false";
+    forced["isolation.level"] = "read_committed";
+    forced["partition.assignment.strategy"] = "cooperative-sticky";
+    forced["enable.partition.eof"] = "false";
+    forced["allow.auto.create.topics"] = "false";
+    if (!forced.contains("auto.offset.reset")) forced["auto.offset.reset"] = "earliest";
+
+    auto state = std::make_unique<handler_state>();
+    state->log = log;
+    auto setup = +[](rd_kafka_conf_t* conf, void*) {
+        rd_kafka_conf_set_rebalance_cb(conf, &consumer::rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(conf, &consumer::commit_cb);
+    };
+    RPL_TRY(c, Client::create(client_kind::consumer, ep, forced, log, setup, state.get()));
+    return consumer(std::move(c), std::move(state));
+}
+
+Result<void> consumer::subscribe(const std::vector<std::string>& topics) {
+    if (topics.empty()) {
+        const auto err = rd_kafka_unsubscribe(client_.get());
+        if (err) return kafka_error(err, "unsubscribe from " + client_.where().describe());
+        return ok();
+    }
+    tpl_ptr tpl = make_tpl(static_cast<int>(topics.size()));
+    for (const auto& t : topics)
+        rd_kafka_topic_partition_list_add(tpl.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+    const auto err = rd_kafka_subscribe(client_.get(), tpl.get());
+    if (err) return kafka_error(err, "subscribe on " + client_.where().describe());
+    return ok();
+}
+
+size_t consumer::poll(std::vector<message>& out, size_t max, std::chrono::milliseconds timeout) {
+    size_t n = 0;
+    int wait = static_cast<int>(timeout.count());
+    while (n < max) {
+        rd_kafka_message_t* m = rd_kafka_consumer_poll(client_.get(), wait);
+        if (m == nullptr) break;
+        out.emplace_back(m);
+        ++n;
+        wait = 0;  // drain what is already queued, do not wait again
+    }
+    return n;
+}
+
+Result<void> consumer::commit(const partition_list& positions, bool async) {
+    if (positions.empty()) return ok();
+    tpl_ptr tpl = to_tpl(positions);
+    const auto err = rd_kafka_commit(client_.get(), tpl.get(), async ? 1 : 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        return kafka_error(err, "commit to " + client_.where().describe());
+    return ok();
+}
+
+Result<partition_list> consumer::committed(const partition_list& parts, deadline_ms deadline) {
+    tpl_ptr tpl = to_tpl(parts);
+    const auto err = rd_kafka_committed(client_.get(), tpl.get(), static_cast<int>(deadline.count()));
+    if (err) return kafka_error(err, "committed offsets from " + client_.where().describe());
+    return from_tpl(tpl.get());
+}
+
+Result<void> consumer::seek(const partition_list& positions, deadline_ms deadline) {
+    if (positions.empty()) return ok();
+    tpl_ptr tpl = to_tpl(positions);
+    if (rd_kafka_error_t* e =
+            rd_kafka_seek_partitions(client_.get(), tpl.get(), static_cast<int>(deadline.count()))) {
+        Error out{errc::kafka, std::string("seek on ") + client_.where().describe() + ": " +
+                                   rd_kafka_error_string(e)};
+        rd_kafka_error_destroy(e);
+        return boost::outcome_v2::failure(std::move(out));
+    }
+    for (int i = 0; i < tpl->cnt; ++i) {
+        if (tpl->elems[i].err)
+            return kafka_error(tpl->elems[i].err, "seek " + std::string(tpl->elems[i].topic) + "/" +
+                                                      std::to_string(tpl->elems[i].partition));
+    }
+    return ok();
+}
+
+Result<void> consumer::pause(const partition_list& parts) {
+    if (parts.empty()) return ok();
+    tpl_ptr tpl = to_tpl(parts);
+    const auto err = rd_kafka_pause_partitions(client_.get(), tpl.get());
+    if (err) return kafka_error(err, "pause");
+    return ok();
+}
+
+Result<void> consumer::resume(const partition_list& parts) {
+    if (parts.empty()) return ok();
+    tpl_ptr tpl = to_tpl(parts);
+    const auto err = rd_kafka_resume_partitions(client_.get(), tpl.get());
+    if (err) return kafka_error(err, "resume");
+    return ok();
+}
+
+partition_list consumer::assignment() const {
+    rd_kafka_topic_partition_list_t* raw = nullptr;
+    if (rd_kafka_assignment(client_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return {};
+    tpl_ptr tpl(raw);
+    return from_tpl(tpl.get());
+}
+
+bool consumer::cached_watermarks(const std::string& topic, int32_t partition, int64_t& low,
+                                 int64_t& high) const {
+    return rd_kafka_get_watermark_offsets(client_.get(), topic.c_str(), partition, &low, &high) ==
+               RD_KAFKA_RESP_ERR_NO_ERROR &&
+           high >= 0;
+}
+
+}  // namespace rpl::kafka

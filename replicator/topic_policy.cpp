@@ -1,0 +1,92 @@
+#include "replicator/topic_policy.h"
+
+namespace rpl::replicator {
+
+const char* to_string(topic_verdict v) noexcept {
+    switch (v) {
+        case topic_verdict::mirrored: return "mirrored";
+        case topic_verdict::internal: return "internal";
+        case topic_verdict::cycle: return "cycle";
+        case topic_verdict::not_included: return "not included";
+        case topic_verdict::excluded: return "excluded";
+    }
+    return "?";
+}
+
+bool is_internal_topic(std::string_view t) noexcept {
+    return t.starts_with("__") || t.ends_with(".internal") || t.ends_with("-internal");
+}
+
+namespace {
+std::vector<std::regex> compile(const std::vector<std::string>& patterns) {
+    std::vector<std::regex> out;
+    out.reserve(patterns.size());
+    for (const auto& p : patterns) out.emplace_back(p, std::regex::ECMAScript | std::regex::optimize);
+    return out;
+}
+
+bool any_full_match(const std::vector<std::regex>& res, const std::string& s) {
+    for (const auto& re : res) {
+        if (std::regex_match(s, re)) return true;
+    }
+    return false;
+}
+}  // namespace
+
+topic_policy::topic_policy(const conf::flow_config& flow)
+    : source_(flow.source),
+      target_(flow.target),
+      separator_(flow.separator),
+      naming_(flow.naming),
+      heartbeats_(flow.heartbeats),
+      include_(compile(flow.topics)),
+      exclude_(compile(flow.exclude_topics)) {}
+
+topic_policy::topic_policy(const conf::tap_config& tap)
+    : source_(tap.source),
+      naming_(conf::naming_policy::identity),
+      heartbeats_(false),
+      include_(compile(tap.topics)),
+      exclude_(compile(tap.exclude_topics)) {}
+
+std::string topic_policy::topic_source(std::string_view topic) const {
+    const auto pos = topic.find(separator_);
+    if (pos == std::string_view::npos || pos == 0) return {};
+    return std::string(topic.substr(0, pos));
+}
+
+bool topic_policy::is_cycle(std::string_view topic) const {
+    if (naming_ != conf::naming_policy::prefix) return false;
+    // Walk `a.b.topic`: a topic is a cycle if any alias on its path is the
+    // target. A plain name such as `orders.eu` walks `orders`, `eu` harmlessly.
+    while (true) {
+        const auto pos = topic.find(separator_);
+        if (pos == std::string_view::npos || pos == 0) return false;
+        if (topic.substr(0, pos) == target_) return true;
+        topic.remove_prefix(pos + separator_.size());
+    }
+}
+
+bool topic_policy::is_heartbeats(std::string_view topic) const {
+    if (topic == heartbeats_topic) return true;
+    return topic.size() > heartbeats_topic.size() + separator_.size() &&
+           topic.ends_with(heartbeats_topic) &&
+           topic.substr(topic.size() - heartbeats_topic.size() - separator_.size(),
+                        separator_.size()) == separator_;
+}
+
+topic_verdict topic_policy::classify(const std::string& t) const {
+    if (is_internal_topic(t)) return topic_verdict::internal;
+    if (is_cycle(t)) return topic_verdict::cycle;
+    if (heartbeats_ && is_heartbeats(t)) return topic_verdict::mirrored;
+    if (!any_full_match(include_, t)) return topic_verdict::not_included;
+    if (any_full_match(exclude_, t)) return topic_verdict::excluded;
+    return topic_verdict::mirrored;
+}
+
+std::string topic_policy::target_topic(const std::string& source_topic) const {
+    if (naming_ == conf::naming_policy::identity) return source_topic;
+    return source_ + separator_ + source_topic;
+}
+
+}  // namespace rpl::replicator

@@ -1,0 +1,72 @@
+// Which source topics a flow mirrors, and what they are called on the target.
+//
+//   source topic ──internal?──cycle?──include/exclude──> selected
+//                                                      └──naming──> target topic
+//
+// Rules, in order:
+//   1. Internal topics are never mirrored: `__.*`, `*.internal`, `*-internal`.
+//      replicatord's own topics (checkpoints, offset runs) end in `.internal`.
+//   2. A topic that came from the flow's own target is never sent back
+//      (cycle detection by name, under prefix naming; MirrorMaker 2 does the
+//      same walk over `alias.alias.topic`).
+//   3. `heartbeats` (and remote `<alias>.heartbeats`) are always mirrored while
+//      the flow emits heartbeats, so latency is measured end to end.
+//   4. Otherwise a topic must fully match one `topics` regex and no
+//      `exclude_topics` regex.
+// Thread model: immutable after construction; safe to share.
+#pragma once
+
+#include "conf/config.h"
+
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rpl::replicator {
+
+inline constexpr std::string_view heartbeats_topic = "heartbeats";
+
+enum class topic_verdict {
+    mirrored,
+    internal,        // rule 1
+    cycle,           // rule 2
+    not_included,    // rule 4: no `topics` regex matches
+    excluded,        // rule 4: an `exclude_topics` regex matches
+};
+
+[[nodiscard]] const char* to_string(topic_verdict v) noexcept;
+[[nodiscard]] bool is_internal_topic(std::string_view topic) noexcept;
+
+class topic_policy {
+public:
+    // The flow's regexes were validated by conf/, so construction cannot fail.
+    explicit topic_policy(const conf::flow_config& flow);
+    // A tap selects topics by rules 1, 3 (without heartbeats) and 4, and keeps
+    // their names: a store has no alias, so there is no cycle to detect.
+    explicit topic_policy(const conf::tap_config& tap);
+
+    [[nodiscard]] topic_verdict classify(const std::string& source_topic) const;
+    [[nodiscard]] bool mirrored(const std::string& source_topic) const {
+        return classify(source_topic) == topic_verdict::mirrored;
+    }
+    [[nodiscard]] std::string target_topic(const std::string& source_topic) const;
+
+    // Under prefix naming: the cluster alias a topic name says it came from,
+    // or "" for a topic that originated where it is.
+    [[nodiscard]] std::string topic_source(std::string_view topic) const;
+
+private:
+    [[nodiscard]] bool is_cycle(std::string_view topic) const;
+    [[nodiscard]] bool is_heartbeats(std::string_view topic) const;
+
+    std::string source_;
+    std::string target_;
+    std::string separator_;
+    conf::naming_policy naming_;
+    bool heartbeats_;
+    std::vector<std::regex> include_;
+    std::vector<std::regex> exclude_;
+};
+
+}  // namespace rpl::replicator
