@@ -19,6 +19,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace rpl::conf {
@@ -66,6 +67,9 @@ struct flow_config {
     bool heartbeats = true;
     int replication_factor = -1;         // -1: min(3, brokers on the target)
     std::uint64_t max_in_flight_bytes = 64ull << 20;  // consumption pauses beyond this
+    // Records read and not yet committed back to the source; consumption
+    // pauses beyond this, so a crash re-sends at most this many per flow.
+    std::uint64_t max_in_flight_records = 50000;
     std::optional<duration> rpo_target;
     std::optional<duration> rto_target;
     std::string from_pair;               // name of the [[pair]] that produced it, if any
@@ -90,7 +94,9 @@ struct tap_config {
     std::string source;                  // cluster alias
     std::vector<std::string> topics = {".*"};
     std::vector<std::string> exclude_topics;
-    std::string storage;                 // file:///path or s3://bucket/prefix?region=..&endpoint=..
+    // file:///abs/path, file://rel/path (relative to the working directory),
+    // or s3://bucket/prefix?region=..&endpoint=..
+    std::string storage;
     std::string compression = "zstd";
     int compression_level = 3;           // zstd 1..22
     std::uint64_t segment_max_bytes = 64ull << 20;
@@ -116,7 +122,10 @@ struct Config {
 };
 
 // Parse and validate a file. On failure the Error's message holds every
-// problem found, one per line, each `file:line:column: key.path: what`.
+// problem found, one per line, each `file:line:column: key.path: what`,
+// sorted by position; the code is errc::invalid_config (errc::io if the file
+// cannot be read). Relative paths in the file (state_dir, file:// storage)
+// are relative to the process's working directory, not to the file.
 [[nodiscard]] Result<Config> load(const std::string& path);
 // Same, from text already in memory; `path` is used only in messages.
 [[nodiscard]] Result<Config> parse(std::string_view text, const std::string& path);
@@ -125,11 +134,15 @@ struct Config {
 [[nodiscard]] Result<duration> parse_duration(std::string_view s);
 [[nodiscard]] Result<std::uint64_t> parse_size(std::string_view s);
 [[nodiscard]] std::string format_duration(duration d);
+// Inverse of parse_size for logs and describe(): 64 MiB -> "64MiB", 10000 -> "10KB".
+[[nodiscard]] std::string format_size(std::uint64_t bytes);
+[[nodiscard]] const char* to_string(naming_policy p) noexcept;
 
 // True for property names that carry secrets (password, secret, token, key
 // material such as ssl.key.pem or sasl.oauthbearer.config).
 [[nodiscard]] bool is_secret_key(std::string_view name);
-// "******" for secrets, the value otherwise.
+// "******" for secrets, the value otherwise. An empty secret stays empty, so
+// "not set" remains visible in describe().
 [[nodiscard]] std::string masked(std::string_view name, std::string_view value);
 // A storage URL with credentials in it (query or userinfo) masked.
 [[nodiscard]] std::string masked_url(std::string_view url);

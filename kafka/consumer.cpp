@@ -50,12 +50,20 @@ void consumer::rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 }
 
 void consumer::commit_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t* /*offsets*/, void* /*opaque*/) {
+                         rd_kafka_topic_partition_list_t* offsets, void* /*opaque*/) {
     auto* st = static_cast<handler_state*>(user_opaque(rk));
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) err = RD_KAFKA_RESP_ERR_NO_ERROR;
     st->last_commit_err = err;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
         st->log.warn(std::string("offset commit failed: ") + rd_kafka_err2str(err));
+    if (!st->h.on_committed || offsets == nullptr) return;
+    partition_list taken;
+    for (int i = 0; i < offsets->cnt; ++i) {
+        const auto& e = offsets->elems[i];
+        if (e.err == RD_KAFKA_RESP_ERR_NO_ERROR && e.offset >= 0)
+            taken.push_back({e.topic, e.partition, e.offset});
+    }
+    st->h.on_committed(taken);
 }
 
 Result<consumer> consumer::create(const endpoint& ep, const std::string& group_id,
@@ -161,6 +169,12 @@ partition_list consumer::assignment() const {
     rd_kafka_topic_partition_list_t* raw = nullptr;
     if (rd_kafka_assignment(client_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return {};
     tpl_ptr tpl(raw);
+    return from_tpl(tpl.get());
+}
+
+partition_list consumer::positions(const partition_list& parts) const {
+    tpl_ptr tpl = to_tpl(parts);
+    if (rd_kafka_position(client_.get(), tpl.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return {};
     return from_tpl(tpl.get());
 }
 

@@ -33,6 +33,9 @@ using partition_list = std::vector<topic_partition>;
 struct rebalance_handler {
     std::function<void(const partition_list&)> on_assign;   // before fetching starts
     std::function<void(const partition_list&)> on_revoke;   // before they are given up
+    // The broker's answer to a commit: the offsets it took (per-partition
+    // failures are left out).
+    std::function<void(const partition_list&)> on_committed;
 };
 
 class consumer {
@@ -63,6 +66,9 @@ public:
     [[nodiscard]] Result<void> pause(const partition_list& parts);
     [[nodiscard]] Result<void> resume(const partition_list& parts);
     [[nodiscard]] partition_list assignment() const;
+    // The consumer's own positions (next offset it will hand out), which
+    // move past transaction markers the application never sees.
+    [[nodiscard]] partition_list positions(const partition_list& parts) const;
 
     // Low/high watermark as last seen in fetch responses (no request).
     [[nodiscard]] bool cached_watermarks(const std::string& topic, int32_t partition, int64_t& low,

@@ -13,6 +13,13 @@ const char* to_string(topic_verdict v) noexcept {
     return "?";
 }
 
+bool is_synced_topic_config(std::string_view name) noexcept {
+    for (const auto n : unsynced_topic_configs) {
+        if (n == name) return false;
+    }
+    return true;
+}
+
 bool is_internal_topic(std::string_view t) noexcept {
     return t.starts_with("__") || t.ends_with(".internal") || t.ends_with("-internal");
 }

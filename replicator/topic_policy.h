@@ -27,6 +27,18 @@ namespace rpl::replicator {
 
 inline constexpr std::string_view heartbeats_topic = "heartbeats";
 
+// Topic configs that never travel from source to target: they describe the
+// source cluster's durability and operations, not the data. (README lists
+// the same set.)
+inline constexpr std::string_view unsynced_topic_configs[] = {
+    "min.insync.replicas",
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+    "message.timestamp.type",
+    "unclean.leader.election.enable",
+};
+[[nodiscard]] bool is_synced_topic_config(std::string_view name) noexcept;
+
 enum class topic_verdict {
     mirrored,
     internal,        // rule 1

@@ -1,0 +1,132 @@
+#include "app/daemon.h"
+
+#include "app/admin_server.h"
+#include "app/plan.h"
+#include "replicator/flow.h"
+
+#include <boost/asio/signal_set.hpp>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <filesystem>
+#include <sstream>
+
+namespace rpl::app {
+
+namespace {
+
+std::string json_escape(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    for (const char c : s) {
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (static_cast<unsigned char>(c) < 0x20) {
+                    char buf[8];
+                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                    out += buf;
+                } else {
+                    out += c;
+                }
+        }
+    }
+    return out;
+}
+
+std::string status_json(const std::vector<std::unique_ptr<replicator::flow>>& flows) {
+    std::ostringstream o;
+    o << "{\"flows\":[";
+    bool first = true;
+    for (const auto& f : flows) {
+        const auto s = f->status();
+        if (!first) o << ",";
+        first = false;
+        o << "{\"name\":\"" << json_escape(s.name) << "\",\"state\":\"" << replicator::to_string(s.state)
+          << "\",\"lag\":" << s.lag << ",\"rpo_seconds\":" << s.rpo_seconds << ",\"last_error\":\""
+          << json_escape(s.last_error) << "\",\"topics\":[";
+        for (size_t i = 0; i < s.topics.size(); ++i)
+            o << (i ? "," : "") << "\"" << json_escape(s.topics[i]) << "\"";
+        o << "]}";
+    }
+    o << "]}\n";
+    return o.str();
+}
+
+}  // namespace
+
+int run_daemon(const conf::Config& cfg) {
+    const Logger log("replicatord");
+    if (!cfg.daemon.state_dir.empty()) {
+        std::error_code ec;
+        std::filesystem::create_directories(cfg.daemon.state_dir, ec);
+        if (ec) {
+            log.error("cannot create state_dir " + cfg.daemon.state_dir + ": " + ec.message());
+            return exit_failure;
+        }
+    }
+
+    auto registry = std::make_shared<prometheus::Registry>();
+    auto mirror_metrics = replicator::make_mirror_metrics(*registry);
+
+    boost::asio::io_context io;
+    std::vector<std::unique_ptr<replicator::flow>> flows;
+
+    std::map<std::string, http_route> routes;
+    routes["/metrics"] = [&registry](const std::string&) {
+        return http_reply{200, "text/plain; version=0.0.4; charset=utf-8",
+                          prometheus::TextSerializer().Serialize(registry->Collect())};
+    };
+    routes["/healthz"] = [](const std::string&) { return http_reply{200, "text/plain", "ok\n"}; };
+    routes["/readyz"] = [&flows](const std::string&) {
+        for (const auto& f : flows) {
+            const auto s = f->status().state;
+            if (s != replicator::flow_state::running)
+                return http_reply{503, "text/plain", "flow " + f->name() + " is " + replicator::to_string(s) + "\n"};
+        }
+        return http_reply{200, "text/plain", "ready\n"};
+    };
+    routes["/status"] = [&flows](const std::string&) {
+        return http_reply{200, "application/json", status_json(flows)};
+    };
+    admin_server admin(io, std::move(routes), cfg.daemon.admin_token, log.child("admin"));
+    if (!cfg.daemon.admin_listen.empty()) {
+        if (auto r = admin.listen(cfg.daemon.admin_listen); !r) {
+            log.error(r.error().message);
+            return exit_failure;
+        }
+    }
+
+    const replicator::flow_env env{&cfg, &mirror_metrics};
+    for (const auto& fc : cfg.flows) {
+        auto f = std::make_unique<replicator::flow>(fc, env);
+        if (auto r = f->start(); !r) {
+            log.error("flow " + fc.name + " cannot start: " + r.error().message);
+            for (auto it = flows.rbegin(); it != flows.rend(); ++it) (*it)->stop();
+            return r.error().code == errc::unreachable || r.error().code == errc::timeout ? exit_unreachable
+                                                                                          : exit_failure;
+        }
+        flows.push_back(std::move(f));
+    }
+    log.info("started " + std::to_string(flows.size()) + " flow(s)");
+
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        log.info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
+        admin.stop();
+        io.stop();
+    });
+    io.run();
+
+    // Reverse start order.
+    for (auto it = flows.rbegin(); it != flows.rend(); ++it) (*it)->stop();
+    flows.clear();
+    log.info("stopped");
+    return exit_ok;
+}
+
+}  // namespace rpl::app

@@ -1,0 +1,777 @@
+#include "replicator/flow.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace rpl::replicator {
+
+using clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+const char* to_string(flow_state s) noexcept {
+    switch (s) {
+        case flow_state::starting: return "starting";
+        case flow_state::running: return "running";
+        case flow_state::backing_off: return "backing_off";
+        case flow_state::failed: return "failed";
+        case flow_state::stopped: return "stopped";
+    }
+    return "?";
+}
+
+struct flow::partition_state {
+    topic_state* topic = nullptr;
+    int32_t partition = 0;
+    bool assigned = false;
+    int64_t read_next = -1;       // one past the last record handed to the producer
+    int64_t acked_next = -1;      // every record below this is on the target
+    int64_t committed_next = -1;  // what the group has committed on the source
+    int64_t in_flight = 0;        // produced, no delivery report yet
+    bool broken = false;          // a delivery failed: ignore acks until the rewind
+    // (observed at, high watermark) marks for the RPO estimate.
+    std::deque<std::pair<clock::time_point, int64_t>> marks;
+    clock::time_point safe_at = clock::now();
+    prometheus::Gauge* lag = nullptr;
+};
+
+struct flow::topic_state {
+    std::string name;
+    std::string target;
+    int target_partitions = 0;
+    bool deleted = false;
+    std::vector<std::unique_ptr<partition_state>> parts;  // index = partition id
+    prometheus::Counter* records = nullptr;
+    prometheus::Counter* bytes = nullptr;
+};
+
+namespace {
+
+constexpr auto drain_deadline = 4s;
+constexpr auto commit_interval = 200ms;
+constexpr auto config_sync_interval = 30s;
+constexpr int max_failures_without_progress = 20;
+
+bool is_permanent(rd_kafka_resp_err_t err) {
+    switch (err) {
+        case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+            return true;
+        default:
+            return false;
+    }
+}
+
+std::string put_string(std::string_view s) {
+    std::string out;
+    out.push_back(static_cast<char>((s.size() >> 8) & 0xff));
+    out.push_back(static_cast<char>(s.size() & 0xff));
+    out.append(s);
+    return out;
+}
+
+void put_int(std::string& out, uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+kafka::endpoint endpoint_of(const conf::Config& c, const std::string& alias) {
+    const auto* cl = c.cluster(alias);
+    return kafka::endpoint{cl->name, cl->bootstrap, cl->client};
+}
+
+}  // namespace
+
+flow::flow(const conf::flow_config& cfg, flow_env env)
+    : cfg_(cfg),
+      env_(env),
+      policy_(cfg),
+      log_("flow " + cfg.source + "->" + cfg.target + " " + cfg.name),
+      source_(endpoint_of(*env.config, cfg.source)),
+      target_(endpoint_of(*env.config, cfg.target)) {
+    status_.name = cfg_.name;
+    if (env_.metrics != nullptr) {
+        auto& m = *env_.metrics;
+        if (cfg_.rpo_target)
+            m.rpo_target.Add({{"flow", cfg_.name}}).Set(static_cast<double>(cfg_.rpo_target->count()) / 1000.0);
+        if (cfg_.rto_target)
+            m.rto_target.Add({{"flow", cfg_.name}}).Set(static_cast<double>(cfg_.rto_target->count()) / 1000.0);
+        m.up.Add({{"flow", cfg_.name}}).Set(0);
+    }
+}
+
+flow::~flow() { stop(); }
+
+void flow::set_state(flow_state s, std::string error) {
+    {
+        std::lock_guard lock(status_mu_);
+        status_.state = s;
+        if (!error.empty()) status_.last_error = std::move(error);
+    }
+    if (env_.metrics != nullptr)
+        env_.metrics->up.Add({{"flow", cfg_.name}}).Set(s == flow_state::running || s == flow_state::backing_off ? 1 : 0);
+}
+
+flow_status flow::status() const {
+    std::lock_guard lock(status_mu_);
+    return status_;
+}
+
+void flow::count_error(const std::string& kind) {
+    if (env_.metrics != nullptr) env_.metrics->errors.Add({{"flow", cfg_.name}, {"kind", kind}}).Increment();
+}
+
+Result<void> flow::connect() {
+    // Source side: heartbeats, metadata and admin requests. Heartbeats are
+    // tiny and latency matters more than batching for them.
+    RPL_TRY(src, kafka::producer::create(source_, {{"linger.ms", "0"}}, log_.child("source"),
+                                         [](const kafka::delivery&) {}));
+    source_producer_.emplace(std::move(src));
+    {
+        RPL_TRY(kafka::fetch_metadata(source_producer_->client(), 10s));
+    }
+
+    // Target side. No local message timeout: a target outage is waited out
+    // inside librdkafka, never turned into a skipped record.
+    const kafka::properties target_props{
+        {"message.timeout.ms", "0"},
+        {"linger.ms", "5"},
+        {"batch.num.messages", "10000"},
+        {"batch.size", "1000000"},
+        {"queue.buffering.max.messages", "1000000"},
+        {"queue.buffering.max.kbytes", "1048576"},
+    };
+    RPL_TRY(dst, kafka::producer::create(target_, target_props, log_.child("target"),
+                                         [this](const kafka::delivery& d) { on_delivery(d); }));
+    producer_.emplace(std::move(dst));
+    {
+        RPL_TRY(kafka::fetch_metadata(producer_->client(), 10s));
+    }
+
+    const auto refresh_ms = std::to_string(std::max<int64_t>(1000, cfg_.refresh_interval.count()));
+    const kafka::properties source_props{
+        {"topic.metadata.refresh.interval.ms", refresh_ms},
+        {"queued.max.messages.kbytes", "16384"},
+        {"fetch.wait.max.ms", "100"},
+    };
+    RPL_TRY(c, kafka::consumer::create(source_, "replicatord." + cfg_.name, source_props,
+                                       log_.child("consumer")));
+    consumer_.emplace(std::move(c));
+    consumer_->set_rebalance_handler(kafka::rebalance_handler{
+        [this](const kafka::partition_list& p) { on_assign(p); },
+        [this](const kafka::partition_list& p) { on_revoke(p); },
+        [this](const kafka::partition_list& p) { on_committed(p); },
+    });
+    return ok();
+}
+
+Result<void> flow::start() {
+    set_state(flow_state::starting);
+    auto r = connect();
+    if (!r) {
+        set_state(flow_state::failed, r.error().message);
+        return r;
+    }
+    if (cfg_.heartbeats) {
+        // The heartbeats topic lives on the source, one compacted partition,
+        // as MirrorMaker 2 lays it out.
+        kafka::admin adm(source_producer_->client(), 10s);
+        auto md = kafka::fetch_metadata(source_producer_->client(), 10s);
+        if (md && md.value().topic(std::string(heartbeats_topic)) == nullptr) {
+            const int rf = static_cast<int>(std::min<size_t>(3, md.value().brokers.size()));
+            auto created = adm.create_topic(std::string(heartbeats_topic), 1, rf,
+                                            {{"cleanup.policy", "compact"}});
+            if (!created && created.error().code != errc::conflict)
+                log_.warn("cannot create heartbeats topic: " + created.error().message);
+        }
+    }
+    thread_ = std::thread([this] { run(); });
+    return ok();
+}
+
+void flow::stop() noexcept {
+    stop_requested_.store(true);
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+bool flow::sleep_for(std::chrono::milliseconds d) {
+    std::unique_lock lock(wake_mu_);
+    return !wake_.wait_for(lock, d, [this] { return stop_requested_.load(); });
+}
+
+flow::partition_state& flow::part(const std::string& topic, int32_t partition) {
+    auto& ts = topics_[topic];
+    if (!ts) {
+        ts = std::make_unique<topic_state>();
+        ts->name = topic;
+        ts->target = policy_.target_topic(topic);
+        if (env_.metrics != nullptr) {
+            ts->records = &env_.metrics->records.Add({{"flow", cfg_.name}, {"topic", topic}});
+            ts->bytes = &env_.metrics->bytes.Add({{"flow", cfg_.name}, {"topic", topic}});
+        }
+    }
+    auto& parts = ts->parts;
+    if (static_cast<size_t>(partition) >= parts.size()) parts.resize(static_cast<size_t>(partition) + 1);
+    auto& ps = parts[static_cast<size_t>(partition)];
+    if (!ps) {
+        ps = std::make_unique<partition_state>();
+        ps->topic = ts.get();
+        ps->partition = partition;
+    }
+    return *ps;
+}
+
+flow::partition_state* flow::find(const kafka::message& m) {
+    topic_state* ts = nullptr;
+    if (auto it = by_handle_.find(m.topic_handle()); it != by_handle_.end()) {
+        ts = it->second;
+    } else {
+        ts = part(std::string(m.topic()), m.partition()).topic;
+        by_handle_.emplace(m.topic_handle(), ts);
+    }
+    const auto idx = static_cast<size_t>(m.partition());
+    if (idx >= ts->parts.size() || !ts->parts[idx]) return &part(ts->name, m.partition());
+    return ts->parts[idx].get();
+}
+
+int64_t flow::commit_position(const partition_state& p, int64_t consumer_position) const {
+    // Past transaction markers and aborted records, which the application
+    // never sees, the consumer's own position is the truth once everything
+    // read has been acknowledged.
+    if (p.in_flight == 0 && !p.broken && !rewind_needed_ && p.read_next == p.acked_next &&
+        consumer_position > p.acked_next && p.acked_next >= 0)
+        return consumer_position;
+    return p.acked_next;
+}
+
+std::vector<std::pair<flow::partition_state*, int64_t>> flow::safe_positions(bool assigned_only) {
+    std::vector<std::pair<partition_state*, int64_t>> out;
+    kafka::partition_list query;
+    for (auto& [name, ts] : topics_) {
+        for (auto& ps : ts->parts) {
+            if (!ps || (assigned_only && !ps->assigned)) continue;
+            out.emplace_back(ps.get(), -1);
+            query.push_back({name, ps->partition});
+        }
+    }
+    const auto pos = consumer_->positions(query);
+    for (size_t i = 0; i < out.size(); ++i)
+        out[i].second = commit_position(*out[i].first, i < pos.size() ? pos[i].offset : -1);
+    return out;
+}
+
+void flow::on_assign(const kafka::partition_list& parts) {
+    kafka::partition_list query;
+    for (const auto& tp : parts) {
+        auto& ps = part(tp.topic, tp.partition);
+        ps.assigned = true;
+        ps.broken = false;
+        ps.read_next = ps.acked_next = ps.committed_next = -1;
+        ps.marks.clear();
+        ps.safe_at = clock::now();
+        if (env_.metrics != nullptr && ps.lag == nullptr)
+            ps.lag = &env_.metrics->lag.Add({{"flow", cfg_.name},
+                                             {"topic", tp.topic},
+                                             {"partition", std::to_string(tp.partition)}});
+        query.push_back({tp.topic, tp.partition});
+    }
+    // Where the group stands, so the uncommitted window is exact from the
+    // first record on.
+    if (auto committed = consumer_->committed(query, 10s)) {
+        for (const auto& tp : committed.value()) {
+            if (tp.offset < 0) continue;
+            auto& ps = part(tp.topic, tp.partition);
+            ps.read_next = ps.acked_next = ps.committed_next = tp.offset;
+        }
+    } else {
+        log_.warn("cannot read committed offsets on assignment: " + committed.error().message);
+    }
+    if (paused_) (void)consumer_->pause(parts);
+    log_.info("assigned " + std::to_string(parts.size()) + " partition(s)");
+}
+
+void flow::on_revoke(const kafka::partition_list& parts) {
+    // Everything handed to the producer for these partitions must be
+    // acknowledged and committed before another member takes them over.
+    if (producer_) (void)producer_->flush(drain_deadline);
+    kafka::partition_list positions;
+    const auto cp = consumer_->positions(parts);
+    for (size_t i = 0; i < parts.size(); ++i) {
+        auto& ps = part(parts[i].topic, parts[i].partition);
+        const int64_t pos = commit_position(ps, i < cp.size() ? cp[i].offset : -1);
+        if (pos >= 0 && pos > ps.committed_next) positions.push_back({parts[i].topic, parts[i].partition, pos});
+    }
+    if (auto r = consumer_->commit(positions, false); r) {
+        for (const auto& tp : positions) part(tp.topic, tp.partition).committed_next = tp.offset;
+    } else {
+        log_.warn("commit on revoke: " + r.error().message);
+    }
+    for (const auto& tp : parts) {
+        auto& ps = part(tp.topic, tp.partition);
+        ps.assigned = false;
+        if (ps.lag != nullptr && env_.metrics != nullptr) {
+            env_.metrics->lag.Remove(ps.lag);
+            ps.lag = nullptr;
+        }
+    }
+    log_.info("revoked " + std::to_string(parts.size()) + " partition(s)");
+}
+
+void flow::on_committed(const kafka::partition_list& parts) {
+    for (const auto& tp : parts) {
+        auto& ps = part(tp.topic, tp.partition);
+        ps.committed_next = std::max(ps.committed_next, tp.offset);
+    }
+}
+
+void flow::commit(bool sync) {
+    kafka::partition_list positions;
+    for (const auto& [ps, pos] : safe_positions(true)) {
+        if (pos >= 0 && pos > ps->committed_next)
+            positions.push_back({ps->topic->name, ps->partition, pos});
+    }
+    if (positions.empty()) return;
+    auto r = consumer_->commit(positions, !sync);
+    if (!r) {
+        count_error("commit");
+        log_.warn(r.error().message);
+        return;
+    }
+    if (sync) on_committed(positions);
+}
+
+void flow::update_window() {
+    int64_t window = 0;
+    for (auto& [name, ts] : topics_) {
+        for (auto& ps : ts->parts) {
+            if (!ps || !ps->assigned || ps->read_next < 0 || ps->committed_next < 0) continue;
+            window += ps->read_next - ps->committed_next;
+        }
+    }
+    window_records_ = window;
+}
+
+void flow::handle(kafka::message& m) {
+    if (m.err()) {
+        const auto err = m.err();
+        if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+            err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+            // A topic deleted at the source; discovery says so once and
+            // drops it from the subscription.
+            log_.debug("consumer: " + m.error_string());
+            next_refresh_ = clock::now();
+        } else if (is_permanent(err)) {
+            set_state(flow_state::failed, "source " + source_.describe() + ": " + m.error_string());
+            count_error("authorization");
+            stop_requested_.store(true);
+        } else {
+            count_error("consume");
+            log_.warn("consumer: " + m.error_string());
+        }
+        return;
+    }
+    partition_state* ps = find(m);
+    if (ps->read_next < 0) ps->read_next = ps->acked_next = ps->committed_next = m.offset();
+    topic_state& ts = *ps->topic;
+    if (m.partition() >= ts.target_partitions) {
+        // The source grew before discovery noticed: grow the target first.
+        if (auto r = discover(); !r || m.partition() >= ts.target_partitions) {
+            log_.warn("target " + ts.target + " has no partition " + std::to_string(m.partition()) +
+                      " yet; will retry");
+            rewind_needed_ = true;
+            return;
+        }
+    }
+    const size_t size = m.value_size() + m.key_size();
+    rd_kafka_message_t* raw = m.get();
+    rd_kafka_resp_err_t err;
+    while ((err = producer_->produce(ts.target, m.partition(), m, raw)) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        producer_->poll(10ms);
+        if (stop_requested_.load()) return;
+    }
+    if (err) {
+        count_error("produce");
+        log_.warn("produce to " + ts.target + "/" + std::to_string(m.partition()) + ": " +
+                  rd_kafka_err2str(err));
+        rewind_needed_ = true;
+        return;
+    }
+    (void)m.release();  // owned by the delivery report now
+    ps->read_next = m.offset() + 1;
+    ++ps->in_flight;
+    in_flight_bytes_ += static_cast<int64_t>(size);
+    ++window_records_;
+}
+
+void flow::on_delivery(const kafka::delivery& d) {
+    kafka::message m(static_cast<rd_kafka_message_t*>(d.opaque));  // freed on return
+    partition_state* ps = find(m);
+    --ps->in_flight;
+    in_flight_bytes_ -= static_cast<int64_t>(m.value_size() + m.key_size());
+    if (d.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (!ps->broken) ps->acked_next = std::max(ps->acked_next, m.offset() + 1);
+        if (ps->topic->records != nullptr) {
+            ps->topic->records->Increment();
+            ps->topic->bytes->Increment(static_cast<double>(m.value_size() + m.key_size()));
+        }
+        if (env_.metrics != nullptr) {
+            const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count();
+            const int64_t ts = m.timestamp();
+            if (ts > 0 && now_ms >= ts)
+                env_.metrics->latency
+                    .Add({{"flow", cfg_.name}}, latency_buckets())
+                    .Observe(static_cast<double>(now_ms - ts) / 1000.0);
+        }
+        failures_without_progress_ = 0;
+        backoff_ = 100ms;
+        return;
+    }
+    if (d.err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || d.err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) return;
+    if (!ps->broken) {
+        log_.error("delivery to " + ps->topic->target + "/" + std::to_string(m.partition()) +
+                   " failed for source offset " + std::to_string(m.offset()) + ": " +
+                   rd_kafka_err2str(d.err) + "; rewinding to the last acknowledged offset");
+        count_error(rd_kafka_err2name(d.err));
+    }
+    ps->broken = true;
+    rewind_needed_ = true;
+    if (is_permanent(d.err)) {
+        set_state(flow_state::failed, "target " + target_.describe() + ": " + rd_kafka_err2str(d.err));
+        stop_requested_.store(true);
+    }
+}
+
+void flow::rewind() {
+    rewind_needed_ = false;
+    if (env_.metrics != nullptr) env_.metrics->restarts.Add({{"flow", cfg_.name}}).Increment();
+    producer_->purge();
+    const auto until = clock::now() + drain_deadline;
+    while (producer_->outstanding() > 0 && clock::now() < until) producer_->poll(50ms);
+    const std::string fatal = producer_->fatal_error();
+    if (!fatal.empty() || producer_->outstanding() > 0) {
+        log_.warn("recreating the target producer" + (fatal.empty() ? std::string() : ": " + fatal));
+        producer_.reset();
+        auto r = kafka::producer::create(target_, {{"message.timeout.ms", "0"}, {"linger.ms", "5"},
+                                                   {"batch.size", "1000000"}, {"batch.num.messages", "10000"},
+                                                   {"queue.buffering.max.kbytes", "1048576"}},
+                                         log_.child("target"),
+                                         [this](const kafka::delivery& d) { on_delivery(d); });
+        if (!r) {
+            set_state(flow_state::failed, r.error().message);
+            stop_requested_.store(true);
+            return;
+        }
+        producer_.emplace(std::move(r).value());
+        in_flight_bytes_ = 0;
+        for (auto& [name, ts] : topics_)
+            for (auto& ps : ts->parts)
+                if (ps) ps->in_flight = 0;
+    }
+    kafka::partition_list positions;
+    for (auto& [name, ts] : topics_) {
+        for (auto& ps : ts->parts) {
+            if (!ps || !ps->assigned) continue;
+            ps->broken = false;
+            if (ps->acked_next < 0) continue;
+            ps->read_next = ps->acked_next;
+            positions.push_back({name, ps->partition, ps->acked_next});
+        }
+    }
+    if (auto r = consumer_->seek(positions, 10s); !r) log_.warn(r.error().message);
+    if (++failures_without_progress_ >= max_failures_without_progress) {
+        set_state(flow_state::failed, "gave up after " + std::to_string(failures_without_progress_) +
+                                          " rewinds without progress");
+        stop_requested_.store(true);
+        return;
+    }
+    set_state(flow_state::backing_off);
+    log_.warn("rewound " + std::to_string(positions.size()) + " partition(s); retrying in " +
+              std::to_string(backoff_.count()) + " ms");
+    sleep_for(backoff_);
+    backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, 10s);
+    set_state(flow_state::running);
+}
+
+Result<void> flow::sync_configs(topic_state& t) {
+    kafka::admin src(source_producer_->client(), 10s);
+    kafka::admin dst(producer_->client(), 10s);
+    RPL_TRY(source_cfg, src.describe_topic_configs(t.name));
+    RPL_TRY(target_cfg, dst.describe_topic_configs(t.target));
+    std::map<std::string, std::string> want;
+    std::map<std::string, std::string> have;
+    for (const auto& e : target_cfg) {
+        if (e.source != RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG) continue;
+        have[e.name] = e.value;
+        // The target's own durability settings stay as the operator set them.
+        if (!is_synced_topic_config(e.name)) want[e.name] = e.value;
+    }
+    for (const auto& e : source_cfg) {
+        if (e.source != RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG || e.is_sensitive) continue;
+        if (is_synced_topic_config(e.name)) want[e.name] = e.value;
+    }
+    if (want == have) return ok();
+    RPL_TRY(dst.alter_topic_configs(t.target, want));
+    log_.info("synced configs of " + t.target + " from " + t.name);
+    return ok();
+}
+
+Result<void> flow::ensure_target(topic_state& t, int source_partitions, bool exists_on_target) {
+    kafka::admin dst(producer_->client(), 30s);
+    if (!exists_on_target) {
+        kafka::admin src(source_producer_->client(), 10s);
+        RPL_TRY(source_cfg, src.describe_topic_configs(t.name));
+        std::map<std::string, std::string> configs;
+        for (const auto& e : source_cfg) {
+            if (e.source == RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG && !e.is_sensitive &&
+                is_synced_topic_config(e.name))
+                configs[e.name] = e.value;
+        }
+        RPL_TRY(md, kafka::fetch_metadata(producer_->client(), 10s));
+        const int rf = cfg_.replication_factor > 0
+                           ? cfg_.replication_factor
+                           : static_cast<int>(std::min<size_t>(3, md.brokers.size()));
+        auto r = dst.create_topic(t.target, source_partitions, rf, configs);
+        if (!r && r.error().code != errc::conflict) return r;
+        if (r) {
+            log_.info("created target topic " + t.target + " (" + std::to_string(source_partitions) +
+                      " partitions, replication factor " + std::to_string(rf) + ", " +
+                      std::to_string(configs.size()) + " synced config(s))");
+            if (env_.metrics != nullptr) env_.metrics->topics_created.Add({{"flow", cfg_.name}}).Increment();
+        }
+        t.target_partitions = source_partitions;
+        return ok();
+    }
+    RPL_TRY(dst.create_partitions(t.target, source_partitions));
+    log_.info("grew target topic " + t.target + " to " + std::to_string(source_partitions) + " partitions");
+    t.target_partitions = source_partitions;
+    return ok();
+}
+
+Result<void> flow::discover() {
+    RPL_TRY(src, kafka::fetch_metadata(source_producer_->client(), 10s));
+    RPL_TRY(dst, kafka::fetch_metadata(producer_->client(), 10s));
+    const bool sync_now = clock::now() >= next_config_sync_;
+    bool grew = false;
+    std::vector<std::string> wanted;
+    for (const auto& t : src.topics) {
+        if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR || t.partitions.empty()) continue;
+        if (!policy_.mirrored(t.name)) continue;
+        auto& ts = *part(t.name, 0).topic;
+        ts.deleted = false;
+        const int n = static_cast<int>(t.partitions.size());
+        const auto* existing = dst.topic(ts.target);
+        if (existing == nullptr) {
+            RPL_TRY(ensure_target(ts, n, false));
+        } else {
+            const int have = static_cast<int>(existing->partitions.size());
+            if (have < n) {
+                // A target we have mirrored into before grows with its source;
+                // one made by someone else with fewer partitions cannot hold
+                // a partition-preserving copy.
+                kafka::partition_list probe;
+                for (int p = 0; p < n; ++p) probe.push_back({t.name, p});
+                RPL_TRY(committed, consumer_->committed(probe, 10s));
+                const bool ours = ts.target_partitions > 0 ||
+                                  std::any_of(committed.begin(), committed.end(),
+                                              [](const auto& tp) { return tp.offset >= 0; });
+                if (!ours)
+                    return fail(errc::conflict, "target topic " + ts.target + " on " + cfg_.target +
+                                                    " has " + std::to_string(have) +
+                                                    " partitions but source topic " + t.name + " on " +
+                                                    cfg_.source + " has " + std::to_string(n) +
+                                                    "; refusing to mirror");
+                RPL_TRY(ensure_target(ts, n, true));
+                grew = true;
+            } else {
+                ts.target_partitions = have;
+            }
+            if (sync_now) {
+                if (auto r = sync_configs(ts); !r) {
+                    count_error("config_sync");
+                    log_.warn("config sync of " + ts.target + ": " + r.error().message);
+                }
+            }
+        }
+        wanted.push_back(t.name);
+    }
+    if (sync_now) next_config_sync_ = clock::now() + config_sync_interval;
+    if (grew) (void)kafka::fetch_metadata(producer_->client(), 10s);  // refresh the producer's view
+
+    for (const auto& name : subscribed_) {
+        if (src.topic(name) != nullptr) continue;
+        auto& ts = *part(name, 0).topic;
+        if (ts.deleted) continue;
+        ts.deleted = true;
+        log_.warn("source topic " + name + " was deleted; its mirroring stops, target copy " +
+                  ts.target + " is kept");
+        if (env_.metrics != nullptr) env_.metrics->topics_deleted.Add({{"flow", cfg_.name}}).Increment();
+    }
+    if (wanted != subscribed_) {
+        RPL_TRY(consumer_->subscribe(wanted));
+        for (const auto& n : wanted)
+            if (std::find(subscribed_.begin(), subscribed_.end(), n) == subscribed_.end())
+                log_.info("mirroring " + n + " -> " + policy_.target_topic(n));
+        subscribed_ = wanted;
+        std::lock_guard lock(status_mu_);
+        status_.topics = wanted;
+    }
+    return ok();
+}
+
+void flow::heartbeat() {
+    // MirrorMaker 2's heartbeat: key (source alias, target alias) as STRINGs,
+    // value version INT16 0 and timestamp INT64 in ms, big-endian.
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    const std::string key = put_string(cfg_.source) + put_string(cfg_.target);
+    std::string value;
+    put_int(value, 0, 2);
+    put_int(value, static_cast<uint64_t>(now_ms), 8);
+    const auto err = source_producer_->produce_copy(std::string(heartbeats_topic), 0, key, &value,
+                                                    now_ms, nullptr);
+    if (err) {
+        count_error("heartbeat");
+        log_.debug(std::string("heartbeat: ") + rd_kafka_err2str(err));
+        return;
+    }
+    if (env_.metrics != nullptr) env_.metrics->heartbeats.Add({{"flow", cfg_.name}}).Increment();
+}
+
+void flow::update_metrics() {
+    const auto now = clock::now();
+    std::chrono::duration<double> rpo{0};
+    int64_t total_lag = 0;
+    for (const auto& [ps, safe] : safe_positions(true)) {
+        int64_t low = 0, high = 0;
+        if (!consumer_->cached_watermarks(ps->topic->name, ps->partition, low, high)) continue;
+        // Lag as kafka-consumer-groups shows it: high watermark minus committed.
+        const int64_t committed = ps->committed_next >= 0 ? ps->committed_next : low;
+        const int64_t lag = std::max<int64_t>(0, high - committed);
+        total_lag += lag;
+        if (ps->lag != nullptr) ps->lag->Set(static_cast<double>(lag));
+        // RPO: the time we saw a high watermark that the target now holds.
+        if (ps->marks.empty() || ps->marks.back().second < high) ps->marks.emplace_back(now, high);
+        while (!ps->marks.empty() && safe >= ps->marks.front().second) {
+            ps->safe_at = ps->marks.front().first;
+            ps->marks.pop_front();
+        }
+        if (ps->marks.empty()) ps->safe_at = now;
+        rpo = std::max<std::chrono::duration<double>>(rpo, now - ps->safe_at);
+    }
+    if (env_.metrics != nullptr) {
+        env_.metrics->rpo.Add({{"flow", cfg_.name}}).Set(rpo.count());
+        env_.metrics->in_flight_records.Add({{"flow", cfg_.name}}).Set(static_cast<double>(window_records_));
+        env_.metrics->in_flight_bytes.Add({{"flow", cfg_.name}}).Set(static_cast<double>(in_flight_bytes_));
+    }
+    std::lock_guard lock(status_mu_);
+    status_.lag = total_lag;
+    status_.rpo_seconds = rpo.count();
+}
+
+void flow::run() noexcept {
+    set_state(flow_state::running);
+    log_.info("running: group replicatord." + cfg_.name + ", naming " +
+              (cfg_.naming == conf::naming_policy::prefix ? "prefix" : "identity"));
+    std::vector<kafka::message> batch;
+    batch.reserve(10000);
+    const auto max_records = static_cast<int64_t>(cfg_.max_in_flight_records);
+    const auto max_bytes = static_cast<int64_t>(cfg_.max_in_flight_bytes);
+    while (!stop_requested_.load()) {
+        const auto now = clock::now();
+        if (now >= next_refresh_) {
+            next_refresh_ = now + cfg_.refresh_interval;
+            if (auto r = discover(); !r) {
+                if (r.error().code == errc::conflict) {
+                    log_.error(r.error().message);
+                    set_state(flow_state::failed, r.error().message);
+                    count_error("conflict");
+                    break;
+                }
+                count_error("discovery");
+                log_.warn("discovery: " + r.error().message);
+            }
+        }
+        if (cfg_.heartbeats && now >= next_heartbeat_) {
+            next_heartbeat_ = now + cfg_.heartbeat_interval;
+            heartbeat();
+        }
+
+        // Back-pressure: pause rather than grow.
+        const bool over = window_records_ >= max_records || in_flight_bytes_ >= max_bytes;
+        if (over && !paused_) {
+            paused_ = true;
+            (void)consumer_->pause(consumer_->assignment());
+            commit(false);
+        } else if (paused_ && window_records_ < max_records * 3 / 4 && in_flight_bytes_ < max_bytes * 3 / 4) {
+            paused_ = false;
+            (void)consumer_->resume(consumer_->assignment());
+        }
+
+        batch.clear();
+        const size_t capacity = static_cast<size_t>(std::clamp<int64_t>(max_records - window_records_, 0, 10000));
+        consumer_->poll(batch, std::max<size_t>(capacity, 1), 100ms);
+        kafka::partition_list unread;  // records past the window go back
+        for (auto& m : batch) {
+            if (rewind_needed_ || stop_requested_.load()) break;
+            if (!m.err() && window_records_ >= max_records) {
+                auto* ps = find(m);
+                if (std::none_of(unread.begin(), unread.end(), [&](const auto& tp) {
+                        return tp.topic == m.topic() && tp.partition == m.partition();
+                    }))
+                    unread.push_back({std::string(m.topic()), m.partition(), m.offset()});
+                (void)ps;
+                continue;
+            }
+            handle(m);
+        }
+        if (!unread.empty()) (void)consumer_->seek(unread, 10s);
+        producer_->poll(0ms);
+        source_producer_->poll(0ms);
+        if (!rewind_needed_ && !producer_->fatal_error().empty()) rewind_needed_ = true;
+        if (rewind_needed_ && !stop_requested_.load()) {
+            batch.clear();
+            rewind();
+            continue;
+        }
+        if (clock::now() >= next_commit_ || paused_) {
+            next_commit_ = clock::now() + commit_interval;
+            commit(false);
+        }
+        update_window();
+        if (clock::now() >= next_metrics_) {
+            next_metrics_ = clock::now() + 1s;
+            update_metrics();
+        }
+    }
+    batch.clear();
+    shutdown();
+}
+
+void flow::shutdown() noexcept {
+    const bool failed = status().state == flow_state::failed;
+    if (producer_ && consumer_) {
+        // Drain: whatever the target acknowledges now is committed; the rest
+        // is re-read by the next run.
+        if (auto r = producer_->flush(drain_deadline); !r) log_.warn("drain: " + r.error().message);
+        commit(true);
+    }
+    if (consumer_) consumer_->close(drain_deadline);
+    if (producer_) {
+        producer_->purge();
+        const auto until = clock::now() + 1s;
+        while (producer_->outstanding() > 0 && clock::now() < until) producer_->poll(50ms);
+    }
+    if (source_producer_) (void)source_producer_->flush(500ms);
+    consumer_.reset();
+    producer_.reset();
+    source_producer_.reset();
+    if (!failed) set_state(flow_state::stopped);
+    log_.info(failed ? "stopped after failure" : "stopped");
+}
+
+}  // namespace rpl::replicator

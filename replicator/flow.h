@@ -1,0 +1,144 @@
+// replicator/: the data path of one flow, source cluster -> target cluster.
+//
+//   source ──poll(batch ≤ window)──> flow ──produce(same partition, value not copied)──> target
+//     ▲                                │            delivery report (src offset -> dst offset)
+//     │                                ├─ acked_next[p] advances, in order per partition
+//     └──── commit acked_next ◄────────┘  (only what the target acknowledged)
+//
+// One recovery rule: on any delivery failure or a fatal producer error, purge
+// what is in flight, recreate the producer if librdkafka declared it broken,
+// seek every partition back to its last acknowledged offset and resume after
+// a backoff (100 ms doubling to 10 s, reset on the first acknowledgement).
+// Retriable failures (target down, leader moves) are retried inside
+// librdkafka with no message timeout, so they never skip a record.
+//
+// Bounds: at most max_in_flight_records records are read and not yet
+// committed back to the source (so a crash re-sends at most that many), and
+// at most max_in_flight_bytes are read and not yet acknowledged (memory).
+// Beyond either, the consumer is paused, not starved of polls.
+//
+// Thread model: each flow runs on its own thread; librdkafka callbacks run
+// inside poll() on that thread. status() may be read from any thread.
+#pragma once
+
+#include "conf/config.h"
+#include "kafka/admin.h"
+#include "kafka/consumer.h"
+#include "kafka/producer.h"
+#include "replicator/metrics.h"
+#include "replicator/topic_policy.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+namespace rpl::replicator {
+
+enum class flow_state { starting, running, backing_off, failed, stopped };
+[[nodiscard]] const char* to_string(flow_state s) noexcept;
+
+struct flow_status {
+    std::string name;
+    flow_state state = flow_state::starting;
+    std::string last_error;
+    std::vector<std::string> topics;  // source topics being mirrored
+    int64_t lag = 0;                  // sum over partitions
+    double rpo_seconds = 0;
+};
+
+// Things a flow needs from outside, injected by the app.
+struct flow_env {
+    const conf::Config* config = nullptr;
+    mirror_metric_families* metrics = nullptr;
+};
+
+class flow {
+public:
+    flow(const conf::flow_config& cfg, flow_env env);
+    ~flow();
+    flow(const flow&) = delete;
+    flow& operator=(const flow&) = delete;
+
+    // Connects to both clusters (10 s deadline each) and starts the thread.
+    // errc::unreachable names the cluster that did not answer.
+    [[nodiscard]] Result<void> start();
+    // Stops fetching, drains in-flight records (bounded), commits, leaves the
+    // group. Idempotent.
+    void stop() noexcept;
+
+    [[nodiscard]] flow_status status() const;
+    [[nodiscard]] const std::string& name() const noexcept { return cfg_.name; }
+
+private:
+    struct partition_state;
+    struct topic_state;
+
+    void run() noexcept;
+    [[nodiscard]] Result<void> connect();
+    [[nodiscard]] Result<void> discover();
+    [[nodiscard]] Result<void> ensure_target(topic_state& t, int source_partitions, bool created_here);
+    [[nodiscard]] Result<void> sync_configs(topic_state& t);
+    void heartbeat();
+    void handle(kafka::message& m);
+    void on_delivery(const kafka::delivery& d);
+    void on_assign(const kafka::partition_list& parts);
+    void on_revoke(const kafka::partition_list& parts);
+    void on_committed(const kafka::partition_list& parts);
+    void commit(bool sync);
+    void rewind();
+    void update_window();
+    void update_metrics();
+    void shutdown() noexcept;
+    void set_state(flow_state s, std::string error = {});
+    void count_error(const std::string& kind);
+    [[nodiscard]] partition_state* find(const kafka::message& m);
+    [[nodiscard]] partition_state& part(const std::string& topic, int32_t partition);
+    [[nodiscard]] int64_t commit_position(const partition_state& p, int64_t consumer_position) const;
+    // (partition, offset safe to commit) for every known partition.
+    [[nodiscard]] std::vector<std::pair<partition_state*, int64_t>> safe_positions(bool assigned_only);
+    bool sleep_for(std::chrono::milliseconds d);
+
+    const conf::flow_config cfg_;
+    const flow_env env_;
+    const topic_policy policy_;
+    Logger log_;
+    kafka::endpoint source_;
+    kafka::endpoint target_;
+
+    // Declaration order is destruction order, reversed: the consumer goes
+    // first (its revoke callback uses the producer and the state maps), then
+    // the producers, then the state their delivery reports point into.
+    std::map<std::string, std::unique_ptr<topic_state>> topics_;
+    std::unordered_map<const void*, topic_state*> by_handle_;  // consumer rkt -> topic
+    std::optional<kafka::producer> source_producer_;  // heartbeats, source admin and metadata
+    std::optional<kafka::producer> producer_;         // the target
+    std::optional<kafka::consumer> consumer_;         // the source, group replicatord.<flow>
+
+    std::vector<std::string> subscribed_;
+    bool rewind_needed_ = false;
+    bool paused_ = false;
+    int64_t window_records_ = 0;  // read and not committed, summed over partitions
+    int64_t in_flight_bytes_ = 0; // read and not acknowledged
+    std::chrono::milliseconds backoff_{100};
+    int failures_without_progress_ = 0;
+    std::chrono::steady_clock::time_point next_refresh_{};
+    std::chrono::steady_clock::time_point next_config_sync_{};
+    std::chrono::steady_clock::time_point next_heartbeat_{};
+    std::chrono::steady_clock::time_point next_commit_{};
+    std::chrono::steady_clock::time_point next_metrics_{};
+
+    std::atomic<bool> stop_requested_{false};
+    std::thread thread_;
+    mutable std::mutex status_mu_;
+    flow_status status_;
+    std::mutex wake_mu_;
+    std::condition_variable wake_;
+};
+
+}  // namespace rpl::replicator

@@ -1,0 +1,40 @@
+// The mirror's metrics, declared in one place and built by one function.
+// Every series carries a `flow` label; only lag is per partition, so label
+// cardinality stays bounded by the number of mirrored partitions.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <string>
+
+namespace rpl::replicator {
+
+struct mirror_metric_families {
+    prometheus::Family<prometheus::Counter>& records;         // {flow, topic}
+    prometheus::Family<prometheus::Counter>& bytes;           // {flow, topic}
+    prometheus::Family<prometheus::Histogram>& latency;       // {flow}
+    prometheus::Family<prometheus::Gauge>& lag;               // {flow, topic, partition}
+    prometheus::Family<prometheus::Gauge>& rpo;               // {flow}
+    prometheus::Family<prometheus::Gauge>& rpo_target;        // {flow}
+    prometheus::Family<prometheus::Gauge>& rto_target;        // {flow}
+    prometheus::Family<prometheus::Counter>& topics_created;  // {flow}
+    prometheus::Family<prometheus::Counter>& topics_deleted;  // {flow}
+    prometheus::Family<prometheus::Counter>& errors;          // {flow, kind}
+    prometheus::Family<prometheus::Counter>& restarts;        // {flow}
+    prometheus::Family<prometheus::Gauge>& in_flight_records; // {flow}
+    prometheus::Family<prometheus::Gauge>& in_flight_bytes;   // {flow}
+    prometheus::Family<prometheus::Gauge>& up;                // {flow}: 1 running, 0 failed/stopped
+    prometheus::Family<prometheus::Counter>& heartbeats;      // {flow}
+};
+
+// Registers the families; the app builds them once and every flow shares them.
+[[nodiscard]] mirror_metric_families make_mirror_metrics(prometheus::Registry& registry);
+
+// The latency buckets, in seconds: 1 ms to 5 min.
+[[nodiscard]] const prometheus::Histogram::BucketBoundaries& latency_buckets();
+
+}  // namespace rpl::replicator

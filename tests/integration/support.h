@@ -1,0 +1,122 @@
+// Shared pieces of the integration tests: the test bed's addresses, an
+// independent reader (kcat), a plain librdkafka producer for test data, and
+// replicatord run as a real child process.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace rpl::test {
+
+using namespace std::chrono_literals;
+
+// Addresses from .testbed/env (exported by scripts/test or sourced by hand).
+struct bed {
+    std::string primary;     // PRIMARY_BOOTSTRAP
+    std::string dr;          // DR_BOOTSTRAP
+    std::string s3_endpoint; // S3_ENDPOINT
+    std::string s3_bucket;   // S3_BUCKET
+    std::string s3_access_key;
+    std::string s3_secret_key;
+};
+// Throws with a clear message if the test bed's variables are not set.
+const bed& testbed();
+
+// A topic (or group) name no earlier run used: prefix + pid + counter.
+std::string unique(const std::string& prefix);
+
+struct command_result {
+    int exit_code = -1;
+    std::string out;
+    std::string err;
+};
+// Runs argv with a deadline; the child is killed if it overruns.
+command_result run(const std::vector<std::string>& argv,
+                   std::chrono::milliseconds deadline = std::chrono::seconds(60));
+
+struct record {
+    int32_t partition = -1;
+    int64_t offset = -1;
+    int64_t timestamp = -1;
+    std::optional<std::string> key;    // nullopt = null key
+    std::optional<std::string> value;  // nullopt = tombstone
+    std::vector<std::pair<std::string, std::string>> headers;  // in order
+    bool operator==(const record& o) const {
+        return key == o.key && value == o.value && headers == o.headers && timestamp == o.timestamp;
+    }
+};
+
+// Every record of a topic (or one partition) read with kcat, the
+// independent client. Keys, values and headers must not contain the
+// separators '\x1f', '\x1e' or newlines.
+std::vector<record> kcat_read(const std::string& bootstrap, const std::string& topic,
+                              int32_t partition = -1);
+// Partitions of a topic as kcat sees them (0 if the topic does not exist).
+int kcat_partitions(const std::string& bootstrap, const std::string& topic);
+// All topic names kcat lists.
+std::vector<std::string> kcat_topics(const std::string& bootstrap);
+
+// Admin helpers on a plain librdkafka handle.
+void create_topic(const std::string& bootstrap, const std::string& topic, int partitions,
+                  const std::map<std::string, std::string>& configs = {});
+void add_partitions(const std::string& bootstrap, const std::string& topic, int total);
+void delete_topic(const std::string& bootstrap, const std::string& topic);
+std::map<std::string, std::string> dynamic_topic_configs(const std::string& bootstrap,
+                                                         const std::string& topic);
+
+// A synchronous producer for test data: produce() queues, flush() waits for
+// every delivery and throws on any failure.
+class producer {
+public:
+    explicit producer(const std::string& bootstrap,
+                      const std::map<std::string, std::string>& props = {});
+    ~producer();
+    producer(const producer&) = delete;
+    producer& operator=(const producer&) = delete;
+    void produce(const std::string& topic, const record& r);
+    void flush();
+    rd_kafka_t* handle() const { return rk_; }
+
+private:
+    rd_kafka_t* rk_ = nullptr;
+};
+
+// replicatord as a child process, stderr to a log file.
+class daemon {
+public:
+    daemon(const std::string& config_path, const std::string& log_path);
+    ~daemon();
+    daemon(const daemon&) = delete;
+    daemon& operator=(const daemon&) = delete;
+    int pid() const { return pid_; }
+    void signal(int sig);
+    // Exit code, or -signal if killed; nullopt if still running at the deadline.
+    std::optional<int> wait(std::chrono::milliseconds deadline);
+    bool running();
+    std::string log() const;
+
+private:
+    int pid_ = -1;
+    std::string log_path_;
+    std::optional<int> status_;
+};
+
+std::string write_file(const std::string& name, const std::string& text);  // in a temp dir
+std::string temp_dir();
+
+// Polls pred until it holds or the deadline passes; returns whether it held.
+bool eventually(std::chrono::milliseconds deadline, const std::function<bool()>& pred,
+                std::chrono::milliseconds every = 200ms);
+
+}  // namespace rpl::test
+
+// REQUIRE_EVENTUALLY(deadline, predicate): no sleeps in tests.
+#define REQUIRE_EVENTUALLY(deadline, ...) REQUIRE(::rpl::test::eventually(deadline, [&] { return (__VA_ARGS__); }))
