@@ -137,12 +137,14 @@ Client& Client::operator=(Client&& o) noexcept {
 
 Client::~Client() { destroy(); }
 
-void Client::close(deadline_ms deadline) noexcept {
+void Client::close(deadline_ms deadline, rebalance_event_fn on_rebalance) noexcept {
     if (rk_ == nullptr || closed_) return;
     closed_ = true;
     if (kind_ == client_kind::consumer) {
-        // rd_kafka_consumer_close has no timeout of its own; a queue-based
-        // close lets us bound it.
+        // rd_kafka_consumer_close has no timeout of its own; the queue-based
+        // close lets us bound it. Rebalance callbacks are not called on this
+        // path: the revocation arrives as an event that must be answered
+        // with an unassign, or the close never completes.
         queue_ptr q(rd_kafka_queue_new(rk_));
         if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk_, q.get())) {
             rd_kafka_error_destroy(e);
@@ -150,7 +152,16 @@ void Client::close(deadline_ms deadline) noexcept {
         }
         const auto until = std::chrono::steady_clock::now() + deadline;
         while (!rd_kafka_consumer_closed(rk_) && std::chrono::steady_clock::now() < until) {
-            if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q.get(), 100)) rd_kafka_event_destroy(ev);
+            event_ptr ev(rd_kafka_queue_poll(q.get(), 100));
+            if (!ev || rd_kafka_event_type(ev.get()) != RD_KAFKA_EVENT_REBALANCE) continue;
+            auto* parts = rd_kafka_event_topic_partition_list(ev.get());
+            if (on_rebalance) {
+                on_rebalance(rk_, rd_kafka_event_error(ev.get()), parts);
+            } else if (std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0) {
+                if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk_, parts)) rd_kafka_error_destroy(e);
+            } else {
+                rd_kafka_assign(rk_, nullptr);
+            }
         }
     } else {
         rd_kafka_flush(rk_, static_cast<int>(deadline.count()));

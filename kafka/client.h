@@ -107,8 +107,13 @@ public:
     [[nodiscard]] const Logger& logger() const noexcept { return ctx_->log; }
     [[nodiscard]] client_kind kind() const noexcept { return kind_; }
 
-    // Closes a consumer (leaves the group, final commits done by caller first).
-    void close(deadline_ms deadline = std::chrono::seconds(10)) noexcept;
+    // Closes a consumer (leaves the group; final commits are the caller's,
+    // before this). A revocation during the close goes to on_rebalance if
+    // given, which must unassign; otherwise it is unassigned here.
+    using rebalance_event_fn = void (*)(rd_kafka_t*, rd_kafka_resp_err_t,
+                                        rd_kafka_topic_partition_list_t*);
+    void close(deadline_ms deadline = std::chrono::seconds(10),
+               rebalance_event_fn on_rebalance = nullptr) noexcept;
 
 private:
     Client() = default;

@@ -78,7 +78,13 @@ public:
         return handler_->last_commit_err;
     }
     [[nodiscard]] Client& client() noexcept { return client_; }
-    void close(deadline_ms deadline = std::chrono::seconds(10)) noexcept { client_.close(deadline); }
+    // Leaves the group; a revocation on the way out reaches on_revoke.
+    void close(deadline_ms deadline = std::chrono::seconds(10)) noexcept {
+        client_.close(deadline, [](rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                   rd_kafka_topic_partition_list_t* parts) {
+            rebalance_cb(rk, err, parts, nullptr);
+        });
+    }
 
 private:
     struct handler_state {

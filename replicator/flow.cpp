@@ -154,6 +154,10 @@ Result<void> flow::connect() {
         {"topic.metadata.refresh.interval.ms", refresh_ms},
         {"queued.max.messages.kbytes", "16384"},
         {"fetch.wait.max.ms", "100"},
+        // A crashed process's partitions move to its restart (or a peer)
+        // after 10 s instead of the default 45 s.
+        {"session.timeout.ms", "10000"},
+        {"heartbeat.interval.ms", "1000"},
     };
     RPL_TRY(c, kafka::consumer::create(source_, "replicatord." + cfg_.name, source_props,
                                        log_.child("consumer")));
@@ -385,6 +389,7 @@ void flow::handle(kafka::message& m) {
         }
     }
     const size_t size = m.value_size() + m.key_size();
+    const int64_t offset = m.offset();
     rd_kafka_message_t* raw = m.get();
     rd_kafka_resp_err_t err;
     while ((err = producer_->produce(ts.target, m.partition(), m, raw)) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -399,7 +404,7 @@ void flow::handle(kafka::message& m) {
         return;
     }
     (void)m.release();  // owned by the delivery report now
-    ps->read_next = m.offset() + 1;
+    ps->read_next = offset + 1;
     ++ps->in_flight;
     in_flight_bytes_ += static_cast<int64_t>(size);
     ++window_records_;
