@@ -81,9 +81,14 @@ int main(int argc, char** argv) {
         auto md = app::probe_clusters(cfg.value(), std::chrono::seconds(10), log);
         if (!md) {
             std::cerr << "replicatord: " << md.error().message << "\n";
-            return md.error().code == errc::unreachable || md.error().code == errc::timeout
-                       ? app::exit_unreachable
-                       : app::exit_failure;
+            switch (md.error().code) {
+                case errc::unreachable:
+                case errc::timeout: return app::exit_unreachable;
+                // Client properties that rd_kafka_conf_set accepts but
+                // rd_kafka_new rejects (an unsupported SASL mechanism).
+                case errc::invalid_config: return app::exit_invalid_config;
+                default: return app::exit_failure;
+            }
         }
         std::cout << "config " << config_path << ": ok\n";
         app::print_plan(cfg.value(), md.value(), std::cout);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <future>
+#include <thread>
 
 namespace rpl::kafka {
 
@@ -67,7 +69,12 @@ void error_cb(rd_kafka_t* /*rk*/, int err, const char* reason, void* opaque) {
     line += rd_kafka_err2name(code);
     line += ": ";
     line += reason;
-    log.log(code == RD_KAFKA_RESP_ERR__FATAL ? level::error : level::warn, line);
+    // A deleted topic is reported once by whoever owns the subscription;
+    // librdkafka repeats it per partition and per fetch.
+    const bool expected = code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                          code == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+                          code == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+    log.log(code == RD_KAFKA_RESP_ERR__FATAL ? level::error : expected ? level::debug : level::warn, line);
 }
 
 Result<void> set(rd_kafka_conf_t* conf, const std::string& name, const std::string& value,
@@ -170,15 +177,35 @@ void Client::close(deadline_ms deadline, rebalance_event_fn on_rebalance) noexce
 
 void Client::destroy() noexcept {
     if (rk_ == nullptr) return;
-    // Consumers leave their group; producers are flushed or purged by their
-    // owner, who knows how long it may wait.
-    if (kind_ == client_kind::consumer) close(std::chrono::seconds(10));
-    // A consumer that could not close within its deadline must not block
-    // rd_kafka_destroy forever.
-    rd_kafka_destroy_flags(rk_, kind_ == client_kind::consumer ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE
-                                                                : 0);
+    if (kind_ != client_kind::consumer) {
+        // Producers are flushed or purged by their owner, who knows how long
+        // it may wait.
+        rd_kafka_destroy(rk_);
+        rk_ = nullptr;
+        ctx_.reset();
+        return;
+    }
+    close(std::chrono::seconds(10));
+    // librdkafka 2.0.2 can leak a broker reference when a subscribed topic is
+    // deleted, and rd_kafka_destroy then waits forever for that broker
+    // thread. Destroy on a helper thread and stop waiting after a deadline:
+    // the group was left and progress committed before this point, so only
+    // the handle's memory is lost, and the daemon can still exit on time.
+    auto done = std::make_shared<std::promise<void>>();
+    auto finished = done->get_future();
+    rd_kafka_t* rk = rk_;
+    const Logger log = ctx_->log;
+    client_context* ctx = ctx_.release();  // must outlive rk's callbacks
+    std::thread([rk, ctx, done] {
+        rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        delete ctx;
+        done->set_value();
+    }).detach();
+    if (finished.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+        log.warn("librdkafka did not finish destroying the consumer within 5 s (a known hang of "
+                  "librdkafka 2.0.2 after a topic deletion); leaving it behind");
+    }
     rk_ = nullptr;
-    ctx_.reset();
 }
 
 const topic_info* cluster_metadata::topic(const std::string& name) const {

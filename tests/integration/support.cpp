@@ -223,6 +223,27 @@ std::vector<std::string> kcat_topics(const std::string& bootstrap) {
     return out;
 }
 
+int64_t end_offsets(const std::string& bootstrap, const std::string& topic) {
+    rd_kafka_t* rk = admin_handle(bootstrap);
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+    int64_t total = 0;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int t = 0; t < md->topic_cnt; ++t) {
+            for (int p = 0; p < md->topics[t].partition_cnt; ++p) {
+                int64_t lo = 0, hi = 0;
+                if (rd_kafka_query_watermark_offsets(rk, topic.c_str(), md->topics[t].partitions[p].id, &lo,
+                                                     &hi, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                    total += hi;
+            }
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    return total;
+}
+
 void create_topic(const std::string& bootstrap, const std::string& topic, int partitions,
                   const std::map<std::string, std::string>& configs) {
     rd_kafka_t* rk = admin_handle(bootstrap);
@@ -309,13 +330,17 @@ std::map<std::string, std::string> dynamic_topic_configs(const std::string& boot
     return out;
 }
 
+struct delivery_failures {
+    int count = 0;
+    std::string last;
+};
+
 namespace {
-std::atomic<int> g_delivery_failures{0};
-std::string g_last_delivery_error;
-void test_dr_cb(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+void test_dr_cb(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     if (m->err) {
-        ++g_delivery_failures;
-        g_last_delivery_error = rd_kafka_err2str(m->err);
+        auto* f = static_cast<delivery_failures*>(opaque);
+        ++f->count;
+        f->last = rd_kafka_err2str(m->err);
     }
 }
 }  // namespace
@@ -331,6 +356,8 @@ producer::producer(const std::string& bootstrap, const std::map<std::string, std
             throw std::runtime_error("test producer property " + k + ": " + err);
     }
     rd_kafka_conf_set_dr_msg_cb(conf, &test_dr_cb);
+    failures_ = std::make_unique<delivery_failures>();
+    rd_kafka_conf_set_opaque(conf, failures_.get());
     rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (rk_ == nullptr) throw std::runtime_error(std::string("test producer: ") + err);
 }
@@ -383,12 +410,12 @@ void producer::produce(const std::string& topic, const record& r) {
 void producer::flush() {
     const auto err = rd_kafka_flush(rk_, 120000);
     if (err) throw std::runtime_error(std::string("test producer flush: ") + rd_kafka_err2str(err));
-    if (g_delivery_failures.load() > 0)
-        throw std::runtime_error("test producer: " + std::to_string(g_delivery_failures.load()) +
-                                 " deliveries failed: " + g_last_delivery_error);
+    if (failures_->count > 0)
+        throw std::runtime_error("test producer: " + std::to_string(failures_->count) +
+                                 " deliveries failed: " + failures_->last);
 }
 
-daemon::daemon(const std::string& config_path, const std::string& log_path) : log_path_(log_path) {
+daemon_process::daemon_process(const std::string& config_path, const std::string& log_path) : log_path_(log_path) {
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
@@ -402,7 +429,7 @@ daemon::daemon(const std::string& config_path, const std::string& log_path) : lo
     }
 }
 
-daemon::~daemon() {
+daemon_process::~daemon_process() {
     if (!status_) {
         ::kill(pid_, SIGKILL);
         int st = 0;
@@ -410,11 +437,11 @@ daemon::~daemon() {
     }
 }
 
-void daemon::signal(int sig) {
+void daemon_process::signal(int sig) {
     if (!status_) ::kill(pid_, sig);
 }
 
-std::optional<int> daemon::wait(std::chrono::milliseconds deadline) {
+std::optional<int> daemon_process::wait(std::chrono::milliseconds deadline) {
     if (status_) return status_;
     const auto until = std::chrono::steady_clock::now() + deadline;
     while (true) {
@@ -428,9 +455,23 @@ std::optional<int> daemon::wait(std::chrono::milliseconds deadline) {
     }
 }
 
-bool daemon::running() { return !wait(0ms).has_value(); }
+bool daemon_process::running() { return !wait(0ms).has_value(); }
 
-std::string daemon::log() const { return slurp(log_path_); }
+std::string daemon_process::log() const { return slurp(log_path_); }
+
+int daemon_process::admin_port() const {
+    const std::string l = log();
+    const std::string marker = "admin endpoint on http://";
+    const auto p = l.find(marker);
+    if (p == std::string::npos) return 0;
+    const auto colon = l.find(':', p + marker.size());
+    return colon == std::string::npos ? 0 : std::atoi(l.c_str() + colon + 1);
+}
+
+std::string http_get(int port, const std::string& path) {
+    const auto r = run({"curl", "-s", "-m", "5", "http://127.0.0.1:" + std::to_string(port) + path}, 10s);
+    return r.exit_code == 0 ? r.out : std::string();
+}
 
 bool eventually(std::chrono::milliseconds deadline, const std::function<bool()>& pred,
                 std::chrono::milliseconds every) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -64,6 +65,9 @@ int kcat_partitions(const std::string& bootstrap, const std::string& topic);
 // All topic names kcat lists.
 std::vector<std::string> kcat_topics(const std::string& bootstrap);
 
+// Sum over partitions of the high watermark (records + markers written).
+int64_t end_offsets(const std::string& bootstrap, const std::string& topic);
+
 // Admin helpers on a plain librdkafka handle.
 void create_topic(const std::string& bootstrap, const std::string& topic, int partitions,
                   const std::map<std::string, std::string>& configs = {});
@@ -86,22 +90,25 @@ public:
     rd_kafka_t* handle() const { return rk_; }
 
 private:
+    std::unique_ptr<struct delivery_failures> failures_;  // written by delivery reports
     rd_kafka_t* rk_ = nullptr;
 };
 
 // replicatord as a child process, stderr to a log file.
-class daemon {
+class daemon_process {
 public:
-    daemon(const std::string& config_path, const std::string& log_path);
-    ~daemon();
-    daemon(const daemon&) = delete;
-    daemon& operator=(const daemon&) = delete;
+    daemon_process(const std::string& config_path, const std::string& log_path);
+    ~daemon_process();
+    daemon_process(const daemon_process&) = delete;
+    daemon_process& operator=(const daemon_process&) = delete;
     int pid() const { return pid_; }
     void signal(int sig);
     // Exit code, or -signal if killed; nullopt if still running at the deadline.
     std::optional<int> wait(std::chrono::milliseconds deadline);
     bool running();
     std::string log() const;
+    // The admin endpoint's port, from the daemon's start-up line (0 if not yet).
+    int admin_port() const;
 
 private:
     int pid_ = -1;
@@ -111,6 +118,9 @@ private:
 
 std::string write_file(const std::string& name, const std::string& text);  // in a temp dir
 std::string temp_dir();
+
+// GET http://127.0.0.1:port/path with curl; the body ("" on failure).
+std::string http_get(int port, const std::string& path);
 
 // Polls pred until it holds or the deadline passes; returns whether it held.
 bool eventually(std::chrono::milliseconds deadline, const std::function<bool()>& pred,

@@ -13,11 +13,15 @@ TEST_CASE("testbed_primary_round_trips_key_value_headers_and_timestamp_through_k
     const std::string topic = unique("bed-roundtrip");
     create_topic(b.primary, topic, 2);
 
+    // Recent timestamps: the bed's retention would delete 2023-era records.
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
     std::vector<record> sent;
     for (int i = 0; i < 20; ++i) {
         record r;
         r.partition = i % 2;
-        r.timestamp = 1700000000000 + (i * 7919) % 1000;  // explicit, not in order
+        r.timestamp = now_ms - (i * 7919) % 100000;  // explicit, not in order
         if (i % 5 != 0) r.key = "key-" + std::to_string(i);
         if (i % 7 != 3) r.value = "value-" + std::to_string(i * i);
         for (int h = 0; h < i % 4; ++h) r.headers.emplace_back(h == 2 ? "h0" : "h" + std::to_string(h), "v" + std::to_string(h));
