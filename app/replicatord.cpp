@@ -1,4 +1,4 @@
-// replicatord: the daemon. Runs every flow and tap in the config file.
+// replicatord: the daemon. Runs every flow in the config file (taps: see README).
 //
 //   replicatord --config flows.toml [--check] [--log-level LEVEL]
 //

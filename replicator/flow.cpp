@@ -48,7 +48,6 @@ namespace {
 
 constexpr auto drain_deadline = 4s;
 constexpr auto commit_interval = 200ms;
-constexpr auto config_sync_interval = 30s;
 constexpr int max_failures_without_progress = 20;
 
 bool is_permanent(rd_kafka_resp_err_t err) {
@@ -603,7 +602,9 @@ Result<void> flow::discover() {
         }
         wanted.push_back(t.name);
     }
-    if (sync_now) next_config_sync_ = clock::now() + config_sync_interval;
+    // Configs change rarely: every sixth discovery, at least every 5 s.
+    if (sync_now)
+        next_config_sync_ = clock::now() + std::max<std::chrono::milliseconds>(6 * cfg_.refresh_interval, 5s);
     if (grew) (void)kafka::fetch_metadata(producer_->client(), 10s);  // refresh the producer's view
 
     for (const auto& name : subscribed_) {
