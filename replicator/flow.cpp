@@ -1,5 +1,7 @@
 #include "replicator/flow.h"
 
+#include "kafka/mm2.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -61,18 +63,6 @@ bool is_permanent(rd_kafka_resp_err_t err) {
         default:
             return false;
     }
-}
-
-std::string put_string(std::string_view s) {
-    std::string out;
-    out.push_back(static_cast<char>((s.size() >> 8) & 0xff));
-    out.push_back(static_cast<char>(s.size() & 0xff));
-    out.append(s);
-    return out;
-}
-
-void put_int(std::string& out, uint64_t v, int bytes) {
-    for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 
 kafka::endpoint endpoint_of(const conf::Config& c, const std::string& alias) {
@@ -634,10 +624,9 @@ void flow::heartbeat() {
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
-    const std::string key = put_string(cfg_.source) + put_string(cfg_.target);
-    std::string value;
-    put_int(value, 0, 2);
-    put_int(value, static_cast<uint64_t>(now_ms), 8);
+    const kafka::mm2::heartbeat hb{cfg_.source, cfg_.target, now_ms};
+    const std::string key = kafka::mm2::heartbeat_key(hb);
+    const std::string value = kafka::mm2::heartbeat_value(hb);
     const auto err = source_producer_->produce_copy(std::string(heartbeats_topic), 0, key, &value,
                                                     now_ms, nullptr);
     if (err) {

@@ -91,6 +91,10 @@ topic_verdict topic_policy::classify(const std::string& t) const {
     return topic_verdict::mirrored;
 }
 
+bool topic_policy::included(const std::string& t) const {
+    return any_full_match(include_, t) && !any_full_match(exclude_, t);
+}
+
 std::string topic_policy::target_topic(const std::string& source_topic) const {
     if (naming_ == conf::naming_policy::identity) return source_topic;
     return source_ + separator_ + source_topic;

@@ -62,6 +62,9 @@ public:
     [[nodiscard]] bool mirrored(const std::string& source_topic) const {
         return classify(source_topic) == topic_verdict::mirrored;
     }
+    // Rule 4 alone: whether the user's regexes ask for the topic. The plan
+    // uses it to report only the cycles that keep out a topic the user named.
+    [[nodiscard]] bool included(const std::string& source_topic) const;
     [[nodiscard]] std::string target_topic(const std::string& source_topic) const;
 
     // Under prefix naming: the cluster alias a topic name says it came from,
