@@ -2,6 +2,9 @@
 
 #include "app/admin_server.h"
 #include "app/plan.h"
+#include "checkpoint/checkpointer.h"
+#include "offsetsync/store.h"
+#include "offsetsync/sync_topic.h"
 #include "replicator/flow.h"
 
 #include <boost/asio/signal_set.hpp>
@@ -71,9 +74,46 @@ int run_daemon(const conf::Config& cfg) {
 
     auto registry = std::make_shared<prometheus::Registry>();
     auto mirror_metrics = replicator::make_mirror_metrics(*registry);
+    auto checkpoint_metrics = checkpoint::make_checkpoint_metrics(*registry);
+
+    // Every cluster must answer within 10 s before anything starts: an
+    // unreachable cluster is exit code 3, named with its bootstrap.
+    if (auto md = probe_clusters(cfg, std::chrono::seconds(10), log.child("probe")); !md) {
+        log.error(md.error().message);
+        return md.error().code == errc::unreachable || md.error().code == errc::timeout ? exit_unreachable
+                                                                                       : exit_failure;
+    }
+
+    // The offset index: RocksDB under state_dir, caught up from every target
+    // cluster's runs topic before anything is translated or recorded.
+    std::unique_ptr<offsetsync::store> offsets;
+    if (!cfg.flows.empty()) {
+        auto st = offsetsync::store::open(std::filesystem::path(cfg.daemon.state_dir) / "offsets",
+                                          log.child("offsetsync"));
+        if (!st) {
+            log.error(st.error().message);
+            return exit_failure;
+        }
+        offsets = std::move(st).value();
+        std::vector<std::string> targets;
+        for (const auto& f : cfg.flows)
+            if (std::find(targets.begin(), targets.end(), f.target) == targets.end()) targets.push_back(f.target);
+        for (const auto& t : targets) {
+            auto r = offsetsync::catch_up(endpoint_of(*cfg.cluster(t)), *offsets, std::chrono::seconds(60),
+                                          log.child("offsetsync"));
+            if (!r) {
+                log.error("cannot catch up the offset index from " + t + ": " + r.error().message);
+                return r.error().code == errc::unreachable || r.error().code == errc::timeout ? exit_unreachable
+                                                                                              : exit_failure;
+            }
+            log.info("offset index caught up from " + t + ": " + std::to_string(r.value().applied) +
+                     " run(s) applied, " + std::to_string(r.value().unchanged) + " already known");
+        }
+    }
 
     boost::asio::io_context io;
     std::vector<std::unique_ptr<replicator::flow>> flows;
+    std::vector<std::unique_ptr<checkpoint::checkpointer>> checkpointers;
 
     std::map<std::string, http_route> routes;
     routes["/metrics"] = [&registry](const std::string&) {
@@ -100,7 +140,7 @@ int run_daemon(const conf::Config& cfg) {
         }
     }
 
-    const replicator::flow_env env{&cfg, &mirror_metrics};
+    const replicator::flow_env env{&cfg, &mirror_metrics, offsets.get()};
     for (const auto& fc : cfg.flows) {
         auto f = std::make_unique<replicator::flow>(fc, env);
         if (auto r = f->start(); !r) {
@@ -110,6 +150,14 @@ int run_daemon(const conf::Config& cfg) {
                                                                                           : exit_failure;
         }
         flows.push_back(std::move(f));
+        if (fc.emit_checkpoints || fc.sync_group_offsets) {
+            auto c = std::make_unique<checkpoint::checkpointer>(fc, cfg, *offsets, &checkpoint_metrics);
+            if (auto r = c->start(); !r) {
+                log.error("checkpoints of flow " + fc.name + " cannot start: " + r.error().message);
+                continue;
+            }
+            checkpointers.push_back(std::move(c));
+        }
     }
     for (const auto& t : cfg.taps)
         log.warn("tap " + t.name + " is configured, but this build does not run archival taps yet; skipped");
@@ -125,6 +173,7 @@ int run_daemon(const conf::Config& cfg) {
     io.run();
 
     // Reverse start order.
+    for (auto it = checkpointers.rbegin(); it != checkpointers.rend(); ++it) (*it)->stop();
     for (auto it = flows.rbegin(); it != flows.rend(); ++it) (*it)->stop();
     flows.clear();
     log.info("stopped");

@@ -68,7 +68,10 @@ void print_flow(const conf::flow_config& f, const conf::Config& cfg,
     for (const auto& t : src.topics) {
         const auto verdict = policy.classify(t.name);
         if (verdict != replicator::topic_verdict::mirrored) {
-            if (verdict == replicator::topic_verdict::cycle ||
+            // Explain only the topics the user's regexes name: every remote
+            // topic from the target is a cycle, and listing them all would
+            // bury the plan under topics nobody asked for.
+            if ((verdict == replicator::topic_verdict::cycle && policy.included(t.name)) ||
                 verdict == replicator::topic_verdict::excluded)
                 skipped.emplace_back(t.name, verdict);
             continue;

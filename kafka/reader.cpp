@@ -28,8 +28,9 @@ Result<void> reader::assign(const std::string& topic, int32_t partition, int64_t
 Result<watermarks> reader::query_watermarks(const std::string& topic, int32_t partition,
                                             deadline_ms deadline) {
     watermarks w;
-    const auto err = rd_kafka_query_watermark_offsets(client_.get(), topic.c_str(), partition, &w.low,
-                                                      &w.high, static_cast<int>(deadline.count()));
+    const auto err =
+        rd_kafka_query_watermark_offsets(client_.get(), topic.c_str(), partition, &w.low, &w.high,
+                                         static_cast<int>(deadline.count()));
     if (err) {
         Error e = kafka_error(err, "watermarks of " + topic + "/" + std::to_string(partition) +
                                        " on " + client_.where().describe());

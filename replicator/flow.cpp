@@ -30,6 +30,10 @@ struct flow::partition_state {
     int64_t committed_next = -1;  // what the group has committed on the source
     int64_t in_flight = 0;        // produced, no delivery report yet
     bool broken = false;          // a delivery failed: ignore acks until the rewind
+    // False once a record was taken from the consumer and not produced: the
+    // consumer's position is then past a record the target never got, and
+    // must not be committed. A seek makes it true again.
+    bool position_reliable = true;
     // (observed at, high watermark) marks for the RPO estimate.
     std::deque<std::pair<clock::time_point, int64_t>> marks;
     clock::time_point safe_at = clock::now();
@@ -138,6 +142,11 @@ Result<void> flow::connect() {
         RPL_TRY(kafka::fetch_metadata(producer_->client(), 10s));
     }
 
+    if (env_.offsets != nullptr) {
+        RPL_TRY(pub, offsetsync::publisher::create(target_, log_.child("runs")));
+        runs_ = std::move(pub);
+    }
+
     const auto refresh_ms = std::to_string(std::max<int64_t>(1000, cfg_.refresh_interval.count()));
     const kafka::properties source_props{
         {"topic.metadata.refresh.interval.ms", refresh_ms},
@@ -233,7 +242,7 @@ int64_t flow::commit_position(const partition_state& p, int64_t consumer_positio
     // Past transaction markers and aborted records, which the application
     // never sees, the consumer's own position is the truth once everything
     // read has been acknowledged.
-    if (p.in_flight == 0 && !p.broken && !rewind_needed_ && p.read_next == p.acked_next &&
+    if (p.position_reliable && p.in_flight == 0 && !p.broken && !rewind_needed_ && p.read_next == p.acked_next &&
         consumer_position > p.acked_next && p.acked_next >= 0)
         return consumer_position;
     return p.acked_next;
@@ -261,6 +270,7 @@ void flow::on_assign(const kafka::partition_list& parts) {
         auto& ps = part(tp.topic, tp.partition);
         ps.assigned = true;
         ps.broken = false;
+        ps.position_reliable = true;
         ps.read_next = ps.acked_next = ps.committed_next = -1;
         ps.marks.clear();
         ps.safe_at = clock::now();
@@ -296,7 +306,9 @@ void flow::on_revoke(const kafka::partition_list& parts) {
         const int64_t pos = commit_position(ps, i < cp.size() ? cp[i].offset : -1);
         if (pos >= 0 && pos > ps.committed_next) positions.push_back({parts[i].topic, parts[i].partition, pos});
     }
-    if (auto r = consumer_->commit(positions, false); r) {
+    if (!persist_runs()) {
+        log_.warn("offset runs not persisted; the next owner re-sends these partitions' uncommitted records");
+    } else if (auto r = consumer_->commit(positions, false); r) {
         for (const auto& tp : positions) part(tp.topic, tp.partition).committed_next = tp.offset;
     } else {
         log_.warn("commit on revoke: " + r.error().message);
@@ -326,6 +338,7 @@ void flow::commit(bool sync) {
             positions.push_back({ps->topic->name, ps->partition, pos});
     }
     if (positions.empty()) return;
+    if (!persist_runs()) return;
     auto r = consumer_->commit(positions, !sync);
     if (!r) {
         count_error("commit");
@@ -333,6 +346,30 @@ void flow::commit(bool sync) {
         return;
     }
     if (sync) on_committed(positions);
+}
+
+bool flow::persist_runs() {
+    if (env_.offsets == nullptr) return true;
+    auto dirty = env_.offsets->flush(cfg_.name);
+    if (!dirty) {
+        count_error("offset_runs");
+        log_.warn(dirty.error().message);
+        return false;
+    }
+    if (!dirty.value().empty()) {
+        if (auto r = runs_->publish(dirty.value()); !r) {
+            count_error("offset_runs");
+            log_.warn(r.error().message);
+            return false;
+        }
+    }
+    if (runs_->unacknowledged() == 0) return true;
+    if (auto r = runs_->flush(drain_deadline); !r) {
+        count_error("offset_runs");
+        log_.warn(r.error().message);
+        return false;
+    }
+    return true;
 }
 
 void flow::update_window() {
@@ -367,6 +404,8 @@ void flow::handle(kafka::message& m) {
     }
     partition_state* ps = find(m);
     if (ps->read_next < 0) ps->read_next = ps->acked_next = ps->committed_next = m.offset();
+    // Until it is produced, this record is taken but not sent.
+    ps->position_reliable = false;
     topic_state& ts = *ps->topic;
     if (m.partition() >= ts.target_partitions) {
         // The source grew before discovery noticed: grow the target first.
@@ -394,6 +433,7 @@ void flow::handle(kafka::message& m) {
     }
     (void)m.release();  // owned by the delivery report now
     ps->read_next = offset + 1;
+    ps->position_reliable = true;
     ++ps->in_flight;
     in_flight_bytes_ += static_cast<int64_t>(size);
     ++window_records_;
@@ -406,6 +446,14 @@ void flow::on_delivery(const kafka::delivery& d) {
     in_flight_bytes_ -= static_cast<int64_t>(m.value_size() + m.key_size());
     if (d.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (!ps->broken) ps->acked_next = std::max(ps->acked_next, m.offset() + 1);
+        if (env_.offsets != nullptr) {
+            if (auto r = env_.offsets->record(cfg_.name, ps->topic->name, m.partition(), ps->topic->target,
+                                              m.offset(), d.offset);
+                !r) {
+                count_error("offset_runs");
+                log_.warn(r.error().message);
+            }
+        }
         if (ps->topic->records != nullptr) {
             ps->topic->records->Increment();
             ps->topic->bytes->Increment(static_cast<double>(m.value_size() + m.key_size()));
@@ -472,6 +520,7 @@ void flow::rewind() {
             ps->broken = false;
             if (ps->acked_next < 0) continue;
             ps->read_next = ps->acked_next;
+            ps->position_reliable = true;
             positions.push_back({name, ps->partition, ps->acked_next});
         }
     }
@@ -712,19 +761,27 @@ void flow::run() noexcept {
         consumer_->poll(batch, std::max<size_t>(capacity, 1), 100ms);
         kafka::partition_list unread;  // records past the window go back
         for (auto& m : batch) {
-            if (rewind_needed_ || stop_requested_.load()) break;
+            if (rewind_needed_ || stop_requested_.load()) {
+                // Taken from the consumer, never produced: see position_reliable.
+                if (!m.err()) find(m)->position_reliable = false;
+                continue;
+            }
             if (!m.err() && window_records_ >= max_records) {
-                auto* ps = find(m);
                 if (std::none_of(unread.begin(), unread.end(), [&](const auto& tp) {
                         return tp.topic == m.topic() && tp.partition == m.partition();
                     }))
                     unread.push_back({std::string(m.topic()), m.partition(), m.offset()});
-                (void)ps;
                 continue;
             }
             handle(m);
         }
-        if (!unread.empty()) (void)consumer_->seek(unread, 10s);
+        if (!unread.empty()) {
+            if (consumer_->seek(unread, 10s)) {
+                for (const auto& tp : unread) part(tp.topic, tp.partition).position_reliable = true;
+            } else {
+                for (const auto& tp : unread) part(tp.topic, tp.partition).position_reliable = false;
+            }
+        }
         producer_->poll(0ms);
         source_producer_->poll(0ms);
         if (!rewind_needed_ && !producer_->fatal_error().empty()) rewind_needed_ = true;
@@ -765,6 +822,7 @@ void flow::shutdown() noexcept {
     consumer_.reset();
     producer_.reset();
     source_producer_.reset();
+    runs_.reset();
     if (!failed) set_state(flow_state::stopped);
     log_.info(failed ? "stopped after failure" : "stopped");
 }

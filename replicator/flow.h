@@ -25,6 +25,8 @@
 #include "kafka/admin.h"
 #include "kafka/consumer.h"
 #include "kafka/producer.h"
+#include "offsetsync/store.h"
+#include "offsetsync/sync_topic.h"
 #include "replicator/metrics.h"
 #include "replicator/topic_policy.h"
 
@@ -56,6 +58,10 @@ struct flow_status {
 struct flow_env {
     const conf::Config* config = nullptr;
     mirror_metric_families* metrics = nullptr;
+    // Exact offset runs: every acknowledged record is recorded here and the
+    // runs are published to the target before the source commit that covers
+    // them. nullptr runs the flow without translation (tests only).
+    offsetsync::store* offsets = nullptr;
 };
 
 class flow {
@@ -91,6 +97,9 @@ private:
     void on_revoke(const kafka::partition_list& parts);
     void on_committed(const kafka::partition_list& parts);
     void commit(bool sync);
+    // Writes the runs recorded since the last call to RocksDB and the runs
+    // topic and waits for the topic's acknowledgement. False: do not commit.
+    [[nodiscard]] bool persist_runs();
     void rewind();
     void update_window();
     void update_metrics();
@@ -116,6 +125,7 @@ private:
     // the producers, then the state their delivery reports point into.
     std::map<std::string, std::unique_ptr<topic_state>> topics_;
     std::unordered_map<const void*, topic_state*> by_handle_;  // consumer rkt -> topic
+    std::unique_ptr<offsetsync::publisher> runs_;     // runs topic on the target
     std::optional<kafka::producer> source_producer_;  // heartbeats, source admin and metadata
     std::optional<kafka::producer> producer_;         // the target
     std::optional<kafka::consumer> consumer_;         // the source, group replicatord.<flow>

@@ -351,6 +351,9 @@ TEST_CASE("mirror_copies_only_committed_transactions") {
                 r.value = (txn % 3 == 1 ? "aborted-" : "committed-") + std::to_string(txn) + "-" + std::to_string(i);
                 p.produce(topic, r);
             }
+            // Flushed first, so that aborted records really sit in the log
+            // (an abort before sending would only purge them locally).
+            REQUIRE(rd_kafka_flush(p.handle(), 30000) == RD_KAFKA_RESP_ERR_NO_ERROR);
             if (txn % 3 == 1) check(rd_kafka_abort_transaction(p.handle(), 30000));
             else check(rd_kafka_commit_transaction(p.handle(), 30000));
         }

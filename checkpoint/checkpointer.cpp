@@ -1,0 +1,224 @@
+#include "checkpoint/checkpointer.h"
+
+#include <algorithm>
+
+namespace rpl::checkpoint {
+
+using namespace std::chrono_literals;
+
+checkpoint_metric_families make_checkpoint_metrics(prometheus::Registry& r) {
+    using namespace prometheus;
+    return checkpoint_metric_families{
+        BuildCounter().Name("replicatord_checkpoints_emitted_total")
+            .Help("Checkpoint records written to <source>.checkpoints.internal").Register(r),
+        BuildCounter().Name("replicatord_group_sync_total")
+            .Help("Consumer groups considered for offset sync on the target, by result").Register(r),
+        BuildCounter().Name("replicatord_checkpoint_errors_total")
+            .Help("Checkpoint pass errors by kind").Register(r),
+        BuildGauge().Name("replicatord_last_checkpoint_timestamp_seconds")
+            .Help("Unix time of the flow's last completed checkpoint pass").Register(r),
+    };
+}
+
+namespace {
+std::vector<std::regex> compile(const std::vector<std::string>& patterns) {
+    std::vector<std::regex> out;
+    for (const auto& p : patterns) out.emplace_back(p, std::regex::ECMAScript | std::regex::optimize);
+    return out;
+}
+bool any_match(const std::vector<std::regex>& res, const std::string& s) {
+    return std::any_of(res.begin(), res.end(), [&](const std::regex& re) { return std::regex_match(s, re); });
+}
+int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+}  // namespace
+
+group_filter::group_filter(const conf::flow_config& f)
+    : include_(compile(f.groups)), exclude_(compile(f.exclude_groups)) {}
+
+bool group_filter::selected(const std::string& group) const {
+    // replicatord's own groups and the console tools' throwaway groups are
+    // never carried across.
+    if (group.rfind("replicatord", 0) == 0 || group.rfind("console-consumer-", 0) == 0) return false;
+    return any_match(include_, group) && !any_match(exclude_, group);
+}
+
+checkpointer::checkpointer(const conf::flow_config& flow, const conf::Config& cfg,
+                           offsetsync::store& store, checkpoint_metric_families* metrics)
+    : flow_(flow),
+      cfg_(cfg),
+      store_(store),
+      metrics_(metrics),
+      policy_(flow),
+      groups_(flow),
+      log_("checkpoint " + flow.name),
+      topic_(kafka::mm2::checkpoints_topic(flow.source)) {}
+
+checkpointer::~checkpointer() { stop(); }
+
+Result<void> checkpointer::start() {
+    const auto* s = cfg_.cluster(flow_.source);
+    const auto* t = cfg_.cluster(flow_.target);
+    const kafka::endpoint src{s->name, s->bootstrap, s->client};
+    const kafka::endpoint dst{t->name, t->bootstrap, t->client};
+    // Quiet clients: an unreachable source is reported once per pass, not
+    // per reconnect attempt.
+    RPL_TRY(sc, kafka::Client::create(kafka::client_kind::producer, src, {{"log_level", "3"}},
+                                      log_.child("source")));
+    source_.emplace(std::move(sc));
+    RPL_TRY(tp, kafka::producer::create(dst, {{"linger.ms", "0"}}, log_.child("target"),
+                                        [](const kafka::delivery&) {}));
+    target_.emplace(std::move(tp));
+    thread_ = std::thread([this] { run(); });
+    return ok();
+}
+
+void checkpointer::stop() noexcept {
+    stop_.store(true);
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+checkpointer_status checkpointer::status() const {
+    std::lock_guard lock(status_mu_);
+    return status_;
+}
+
+void checkpointer::run() noexcept {
+    while (!stop_.load()) {
+        if (auto r = run_once(); !r) {
+            log_.warn(r.error().message);
+            if (metrics_ != nullptr)
+                metrics_->errors.Add({{"flow", flow_.name}, {"kind", to_string(r.error().code)}}).Increment();
+            std::lock_guard lock(status_mu_);
+            status_.last_error = r.error().message;
+        }
+        std::unique_lock lock(wake_mu_);
+        wake_.wait_for(lock, flow_.checkpoint_interval, [this] { return stop_.load(); });
+    }
+}
+
+Result<void> checkpointer::ensure_topic() {
+    if (topic_ready_) return ok();
+    RPL_TRY(md, kafka::fetch_metadata(target_->client(), 10s));
+    if (md.topic(topic_) == nullptr) {
+        kafka::admin dst(target_->client(), 30s);
+        const int rf = static_cast<int>(std::min<size_t>(3, md.brokers.size()));
+        auto r = dst.create_topic(topic_, 1, rf, {{"cleanup.policy", "compact"}});
+        if (!r && r.error().code != errc::conflict) return r;
+        if (r) log_.info("created " + topic_ + " on " + flow_.target);
+    }
+    topic_ready_ = true;
+    return ok();
+}
+
+Result<void> checkpointer::run_once() {
+    checkpointer_status st;
+    kafka::admin src(*source_, 10s);
+    RPL_TRY(ensure_topic());
+    RPL_TRY(groups, src.list_groups());
+    std::vector<kafka::mm2::checkpoint> to_emit;
+    std::sort(groups.begin(), groups.end(),
+              [](const auto& a, const auto& b) { return a.group_id < b.group_id; });
+    for (const auto& g : groups) {
+        if (!groups_.selected(g.group_id)) continue;
+        auto offsets = src.list_group_offsets(g.group_id);
+        if (!offsets) {
+            log_.warn(offsets.error().message);
+            if (metrics_ != nullptr) metrics_->errors.Add({{"flow", flow_.name}, {"kind", "group_offsets"}}).Increment();
+            continue;
+        }
+        std::vector<kafka::mm2::checkpoint> cps;
+        std::map<key, bool> rewound;
+        for (const auto& tp : offsets.value()) {
+            if (!policy_.mirrored(tp.topic)) continue;
+            auto tr = store_.translate(flow_.name, tp.topic, tp.partition, tp.offset);
+            if (!tr) continue;  // nothing replicated for this partition yet
+            kafka::mm2::checkpoint cp{g.group_id, policy_.target_topic(tp.topic), tp.partition, tp.offset,
+                                      tr.value().target_offset, ""};
+            const key k{cp.group, cp.topic, cp.partition};
+            const auto it = last_.find(k);
+            const bool known = it != last_.end();
+            const bool rw = known && cp.upstream_offset < it->second.upstream;
+            if (known && !rw && cp.downstream_offset < it->second.downstream) {
+                // The group moved forward but its translation moved back:
+                // runs were lost and rebuilt. The smaller answer is the safe
+                // one (a consumer re-reads); the old one could skip records.
+                log_.warn("translation of " + cp.group + " " + tp.topic + "/" + std::to_string(tp.partition) +
+                          " moved back from " + std::to_string(it->second.downstream) + " to " +
+                          std::to_string(cp.downstream_offset) + "; emitting the smaller, safe offset");
+            }
+            rewound[k] = rw;
+            if (!known || it->second.upstream != cp.upstream_offset || it->second.downstream != cp.downstream_offset)
+                to_emit.push_back(cp);
+            cps.push_back(std::move(cp));
+        }
+        if (flow_.sync_group_offsets && !cps.empty()) {
+            if (auto r = sync_group(g.group_id, cps, rewound, st); !r) {
+                log_.warn("group sync of " + g.group_id + ": " + r.error().message);
+                if (metrics_ != nullptr) metrics_->groups.Add({{"flow", flow_.name}, {"result", "error"}}).Increment();
+            }
+        }
+    }
+
+    if (flow_.emit_checkpoints && !to_emit.empty()) {
+        const int64_t ts = now_ms();
+        for (const auto& cp : to_emit) {
+            const std::string k = kafka::mm2::checkpoint_key(cp);
+            const std::string v = kafka::mm2::checkpoint_value(cp);
+            rd_kafka_resp_err_t err;
+            while ((err = target_->produce_copy(topic_, 0, k, &v, ts, nullptr)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                target_->poll(10ms);
+            if (err) return fail(errc::kafka, "checkpoint to " + topic_ + ": " + rd_kafka_err2str(err));
+        }
+        RPL_TRY(target_->flush(10s));
+        if (metrics_ != nullptr)
+            metrics_->emitted.Add({{"flow", flow_.name}}).Increment(static_cast<double>(to_emit.size()));
+    }
+    // Only what reached the target counts as emitted.
+    for (const auto& cp : to_emit)
+        last_[key{cp.group, cp.topic, cp.partition}] = {cp.upstream_offset, cp.downstream_offset};
+
+    st.last_run_unix_ms = now_ms();
+    st.checkpoints = static_cast<int64_t>(last_.size());
+    if (metrics_ != nullptr)
+        metrics_->last_checkpoint.Add({{"flow", flow_.name}}).Set(static_cast<double>(st.last_run_unix_ms) / 1000.0);
+    std::lock_guard lock(status_mu_);
+    status_ = std::move(st);
+    return ok();
+}
+
+Result<void> checkpointer::sync_group(const std::string& group, const std::vector<kafka::mm2::checkpoint>& cps,
+                                      const std::map<key, bool>& rewound, checkpointer_status& st) {
+    kafka::admin dst(target_->client(), 10s);
+    RPL_TRY(desc, dst.describe_group(group));
+    if (desc.members > 0) {
+        // The group is consuming on the target: its own commits win.
+        st.skipped.push_back(group + ": " + std::to_string(desc.members) + " active member(s) on " + flow_.target);
+        log_.info("group " + group + " has " + std::to_string(desc.members) + " active member(s) on " +
+                  flow_.target + " (" + desc.state + "); not syncing its offsets");
+        if (metrics_ != nullptr) metrics_->groups.Add({{"flow", flow_.name}, {"result", "skipped_active"}}).Increment();
+        return ok();
+    }
+    RPL_TRY(current, dst.list_group_offsets(group));
+    std::map<std::pair<std::string, int32_t>, int64_t> have;
+    for (const auto& tp : current) have[{tp.topic, tp.partition}] = tp.offset;
+    kafka::partition_list commit;
+    for (const auto& cp : cps) {
+        const auto it = have.find({cp.topic, cp.partition});
+        const bool rw = rewound.at(key{cp.group, cp.topic, cp.partition});
+        if (it == have.end() || it->second < cp.downstream_offset || (rw && it->second != cp.downstream_offset))
+            commit.push_back({cp.topic, cp.partition, cp.downstream_offset});
+    }
+    if (commit.empty()) return ok();
+    RPL_TRY(dst.alter_group_offsets(group, commit));
+    st.synced.push_back(group);
+    log_.debug("synced " + std::to_string(commit.size()) + " offset(s) of group " + group + " on " + flow_.target);
+    if (metrics_ != nullptr) metrics_->groups.Add({{"flow", flow_.name}, {"result", "synced"}}).Increment();
+    return ok();
+}
+
+}  // namespace rpl::checkpoint

@@ -1,0 +1,121 @@
+// checkpoint/: consumer positions carried across, for one flow.
+//
+//   source groups ──list, offsets──> translate (offsetsync::store)
+//        │                                 ├──> <source>.checkpoints.internal on the target
+//        │                                 │    (MirrorMaker 2's format; only when changed)
+//        │                                 └──> commit into the same group on the target,
+//        │                                      if it has no active members there
+//        └── every checkpoint_interval, on this component's own thread
+//
+// Invariants:
+//   - A checkpoint's downstream offset never moves back unless the source
+//     group itself rewound (its upstream offset went back); then it follows.
+//   - Group sync only moves a target group forward (same rewind exception),
+//     and never touches a group with active members on the target: such a
+//     group is skipped, logged and counted, never an error.
+//   - The data path never waits on this component.
+// Thread model: one thread per flow; status() from any thread.
+#pragma once
+
+#include "conf/config.h"
+#include "kafka/admin.h"
+#include "kafka/mm2.h"
+#include "kafka/producer.h"
+#include "offsetsync/store.h"
+#include "replicator/topic_policy.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <thread>
+
+namespace rpl::checkpoint {
+
+struct checkpoint_metric_families {
+    prometheus::Family<prometheus::Counter>& emitted;        // {flow}
+    prometheus::Family<prometheus::Counter>& groups;         // {flow, result}
+    prometheus::Family<prometheus::Counter>& errors;         // {flow, kind}
+    prometheus::Family<prometheus::Gauge>& last_checkpoint;  // {flow}: unix seconds
+};
+[[nodiscard]] checkpoint_metric_families make_checkpoint_metrics(prometheus::Registry& r);
+
+struct checkpointer_status {
+    int64_t last_run_unix_ms = 0;       // last completed pass
+    int64_t checkpoints = 0;            // distinct (group, topic, partition) known
+    std::vector<std::string> synced;    // groups committed on the target in the last pass
+    std::vector<std::string> skipped;   // "group: reason"
+    std::string last_error;
+};
+
+// Which source groups a flow checkpoints: its `groups` regexes minus
+// `exclude_groups`, never replicatord's own nor console-consumer-*.
+class group_filter {
+public:
+    explicit group_filter(const conf::flow_config& f);
+    [[nodiscard]] bool selected(const std::string& group) const;
+
+private:
+    std::vector<std::regex> include_;
+    std::vector<std::regex> exclude_;
+};
+
+class checkpointer {
+public:
+    checkpointer(const conf::flow_config& flow, const conf::Config& cfg, offsetsync::store& store,
+                 checkpoint_metric_families* metrics);
+    ~checkpointer();
+    checkpointer(const checkpointer&) = delete;
+    checkpointer& operator=(const checkpointer&) = delete;
+
+    // Creates the clients (no connection is required to start: the source
+    // may be down) and starts the thread.
+    [[nodiscard]] Result<void> start();
+    void stop() noexcept;
+    // One pass, on the caller's thread (tests; the thread calls the same).
+    [[nodiscard]] Result<void> run_once();
+    [[nodiscard]] checkpointer_status status() const;
+
+private:
+    struct last_checkpoint {
+        int64_t upstream = -1;
+        int64_t downstream = -1;
+    };
+    using key = std::tuple<std::string, std::string, int32_t>;  // group, target topic, partition
+
+    void run() noexcept;
+    [[nodiscard]] Result<void> ensure_topic();
+    [[nodiscard]] Result<void> sync_group(const std::string& group,
+                                          const std::vector<kafka::mm2::checkpoint>& cps,
+                                          const std::map<key, bool>& rewound,
+                                          checkpointer_status& st);
+
+    const conf::flow_config flow_;
+    const conf::Config& cfg_;
+    offsetsync::store& store_;
+    checkpoint_metric_families* metrics_;
+    const replicator::topic_policy policy_;
+    const group_filter groups_;
+    Logger log_;
+    std::string topic_;  // <source>.checkpoints.internal
+
+    std::optional<kafka::Client> source_;       // admin requests on the source
+    std::optional<kafka::producer> target_;     // checkpoints, admin on the target
+    bool topic_ready_ = false;
+    std::map<key, last_checkpoint> last_;
+
+    std::atomic<bool> stop_{false};
+    std::mutex wake_mu_;
+    std::condition_variable wake_;
+    std::thread thread_;
+    mutable std::mutex status_mu_;
+    checkpointer_status status_;
+};
+
+}  // namespace rpl::checkpoint

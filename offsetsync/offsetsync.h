@@ -1,0 +1,19 @@
+// offsetsync/: exact source -> target offset translation for every flow.
+//
+//   delivery report (src, dst) ──store::record──> runs (src_start, dst_start, length)
+//   store::flush(flow) ──> RocksDB index ──> publisher ──> replicatord.offset-runs.internal
+//   catch_up(runs topic) ──> store::apply       (another host, or after disk loss)
+//   committed source offset o ──store::translate──> target offset
+//
+// Owns the runs and their two copies (RocksDB index, compacted topic on the
+// target). Knows neither who feeds it nor who reads it.
+// Invariant: a translation never skips a replicated record and never points
+// past one (runs.h states it exactly; an oracle test checks it).
+// Thread model: store is mutex-protected (record/flush on the flow thread,
+// translate anywhere); a publisher belongs to one thread.
+#pragma once
+
+#include "offsetsync/run_codec.h"
+#include "offsetsync/runs.h"
+#include "offsetsync/store.h"
+#include "offsetsync/sync_topic.h"

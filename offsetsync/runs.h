@@ -1,0 +1,151 @@
+// Runs of one source partition: the exact source -> target offset map, kept
+// as (src_start, dst_start, length) triples, and the lookup rule.
+//
+//   delivery (src, dst) ──add──> extend the last run if both sides advanced by
+//                                exactly one, else start a new run
+//   committed source position o ──lookup──> target position t
+//
+// Lookup invariant (tested against a brute-force oracle in
+// tests/unit/offsetsync_test.cpp): with F(s) = the greatest target offset
+// holding a copy of source record s,
+//
+//     t = min { F(s) : s >= o, s replicated }      (or the target end if none)
+//
+// so every source record at or after o has a copy at or after t (never skip a
+// record), and t is the largest position with that property (never point past
+// one, re-read as little as possible). Not thread-safe: the store serialises.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace rpl::offsetsync {
+
+// Source records src_start .. src_start+length-1 sit at target offsets
+// dst_start .. dst_start+length-1, in that order.
+struct run {
+    int64_t src_start = 0;
+    int64_t dst_start = 0;
+    int64_t length = 0;
+
+    [[nodiscard]] int64_t src_end() const noexcept { return src_start + length; }
+    [[nodiscard]] int64_t dst_end() const noexcept { return dst_start + length; }
+    bool operator==(const run&) const = default;
+};
+
+// How a translation was found.
+enum class match_kind {
+    // o was replicated; the answer is the target offset of its latest copy.
+    exact,
+    // o was replicated, then re-sent, and the re-send has not yet reached
+    // every record after o: the answer is the (earlier) copy of a later
+    // record that has not been re-sent yet. Re-reads more, skips nothing.
+    resend_pending,
+    // o was never replicated (compaction hole, transaction marker, aborted
+    // record, before the first replicated record): the answer is where the
+    // first replicated record after o can be read from.
+    gap,
+    // Nothing at or after o was replicated yet: the answer is the target end
+    // as replicated so far (the next record replicated lands at or after it).
+    past_end,
+};
+[[nodiscard]] const char* to_string(match_kind k) noexcept;
+
+struct translation {
+    int64_t target_offset = -1;
+    match_kind kind = match_kind::exact;
+    bool operator==(const translation&) const = default;
+};
+
+enum class add_result {
+    extended,  // the last run grew by one; no allocation
+    started,   // a new run began (a side skipped or the source went back)
+    rejected,  // negative offset, or dst not after the last target offset
+};
+
+enum class merge_result {
+    inserted,   // a run not known before
+    extended,   // a known run (same dst_start, same src_start) got longer
+    unchanged,  // already known at this length or longer
+    conflict,   // contradicts a known run (overlapping target offsets) or invalid
+};
+
+class partition_runs {
+public:
+    // A delivery report, in delivery order. Target offsets of one partition
+    // only grow; a dst at or before the last one is rejected (the target
+    // partition was recreated or the caller mixed partitions).
+    add_result add(int64_t src, int64_t dst) noexcept;
+
+    // A run learnt from elsewhere (RocksDB on start, the runs topic during
+    // catch-up). Idempotent: the same run again, or shorter, changes nothing;
+    // longer extends it. Not marked dirty: it is already durable.
+    merge_result merge(const run& r);
+    // What merge(r) would do, without doing it.
+    [[nodiscard]] merge_result classify(const run& r) const;
+    // Drops the run starting at dst_start (a tombstone); false if unknown.
+    bool erase(int64_t dst_start);
+    // Drops every run entirely below the source's log start offset, except
+    // the latest run, which keeps the target end known. Returns the runs dropped.
+    std::vector<run> prune(int64_t log_start);
+
+    // The translation of committed source position o (>= 0); nullopt when
+    // no run is known.
+    [[nodiscard]] std::optional<translation> lookup(int64_t o) const;
+
+    // Runs in target order (dst_start ascending; target ranges disjoint).
+    [[nodiscard]] const std::vector<run>& runs() const noexcept { return runs_; }
+    [[nodiscard]] bool empty() const noexcept { return runs_.empty(); }
+    // One past the highest source offset replicated, and one past the
+    // highest target offset written (0, 0 when empty).
+    [[nodiscard]] int64_t src_end() const noexcept;
+    [[nodiscard]] int64_t dst_end() const noexcept {
+        return runs_.empty() ? 0 : runs_.back().dst_end();
+    }
+
+    // Runs changed by add() since the last mark_clean(), in target order.
+    // add() only changes the tail, so this is a suffix of runs() (it may
+    // also hold a run merge() appended behind a dirty one: harmless).
+    [[nodiscard]] bool dirty() const noexcept { return first_dirty_ != clean; }
+    [[nodiscard]] std::vector<run> dirty_runs() const;
+    void mark_clean() noexcept { first_dirty_ = clean; }
+
+private:
+    static constexpr size_t clean = static_cast<size_t>(-1);
+
+    // Visible pieces of the frozen runs (all but the last), sorted by source
+    // offset: where runs overlap on the source side (re-sends), the later
+    // run hides the earlier one, since it holds the later copy.
+    struct frozen_index {
+        uint64_t epoch = 0;
+        size_t frozen_count = static_cast<size_t>(-1);
+        int64_t last_src_start = -1;
+        std::vector<run> segments;
+        // Minimum dst_start over segments[i..end), and over segments[i..m)
+        // where m = number of segments starting before the last run's source
+        // start (suffix minima for the two ranges a lookup asks about).
+        std::vector<int64_t> min_from;
+        std::vector<int64_t> min_from_before_last;
+    };
+
+    void recompute_monotone() noexcept;
+    void rebuild_index() const;
+    [[nodiscard]] std::optional<int64_t> frozen_min(int64_t from, int64_t to,
+                                                    bool before_last) const;
+    [[nodiscard]] translation lookup_monotone(int64_t o) const;
+    [[nodiscard]] translation lookup_general(int64_t o) const;
+
+    std::vector<run> runs_;
+    size_t first_dirty_ = clean;
+    // True while every run starts at or after the previous run's source end:
+    // then runs are sorted on both sides and a lookup is a binary search.
+    bool monotone_ = true;
+    // Bumped on every change to a run other than the last (merge, erase,
+    // prune); with the run count it tells whether index_ is current.
+    uint64_t epoch_ = 0;
+    mutable frozen_index index_;
+};
+
+}  // namespace rpl::offsetsync

@@ -1,0 +1,163 @@
+// The offset run store: every partition's runs in memory for lookups, and in
+// RocksDB under `[daemon] state_dir`/offsets so a restart resumes where it
+// stopped (the last run of each partition keeps being extended).
+//
+//   record(src, dst) ──> partition_runs (memory, dirty tail)
+//   flush() ──one WriteBatch──> RocksDB; returns the dirty runs to publish
+//   apply(run) / remove(key) <── runs topic during catch-up (written at once)
+//   translate(o) ──> partition_runs::lookup (see runs.h for the invariant)
+//
+// RocksDB key/value = the run record's Kafka key/value bytes (run_codec.h),
+// so a partition's runs are contiguous and in dst_start order.
+// Thread model: one mutex around everything. record()/flush() come from the
+// flow thread, translate() from any thread.
+#pragma once
+
+#include "kafka/log.h"
+#include "kafka/result.h"
+#include "offsetsync/run_codec.h"
+#include "offsetsync/runs.h"
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rocksdb {
+class DB;
+}
+
+namespace rpl::offsetsync {
+
+struct partition_ref {
+    std::string source_topic;
+    int32_t partition = 0;
+    std::string target_topic;
+    auto operator<=>(const partition_ref&) const = default;
+};
+
+struct partition_ends {
+    int64_t src_end = 0;  // one past the highest source offset replicated
+    int64_t dst_end = 0;  // one past the highest target offset written
+    bool operator==(const partition_ends&) const = default;
+};
+
+class store {
+public:
+    // Opens (creating if missing) the RocksDB directory and loads every run.
+    // errc::io if the directory cannot be opened (another process holds it,
+    // permissions); errc::corrupt if a stored run does not decode or
+    // contradicts another (delete the directory: catch_up rebuilds it).
+    [[nodiscard]] static Result<std::unique_ptr<store>> open(
+        const std::filesystem::path& dir, const Logger& log = Logger("offsetsync"));
+    ~store();
+    store(const store&) = delete;
+    store& operator=(const store&) = delete;
+
+    // One delivery report: source record `src` of source_topic/partition now
+    // sits at target offset `dst` of target_topic (same partition). Memory
+    // only until flush(). errc::conflict if dst is not after the last target
+    // offset of the partition (target partition recreated?) or the target
+    // topic differs from the one the partition's runs point into;
+    // errc::invalid_config for an empty or over-long name.
+    [[nodiscard]] Result<void> record(std::string_view flow, std::string_view source_topic,
+                                      int32_t partition, std::string_view target_topic, int64_t src,
+                                      int64_t dst);
+
+    // Writes every run of `flow` that record() changed since its last flush
+    // to RocksDB in one batch and returns them (in target order per
+    // partition) for the caller to publish to that flow's target. Other
+    // flows' runs are left for their own flush: they go to another target.
+    // If the write fails the runs stay dirty for the next call.
+    // Publish the runs before committing the source offsets they cover: a
+    // host that rebuilds from the topic must not find a hole where records
+    // were replicated, or its lookups in that hole would skip them.
+    [[nodiscard]] Result<std::vector<run_record>> flush(std::string_view flow);
+
+    // A run read back from the runs topic. Idempotent: the same run again or
+    // a shorter version changes nothing, a longer one extends it. errc::conflict
+    // (nothing changed) if it overlaps a different run on the target side, or
+    // names another target topic than the partition's runs.
+    [[nodiscard]] Result<merge_result> apply(const run_record& r);
+    // A tombstone from the runs topic; false if the run was unknown.
+    [[nodiscard]] Result<bool> remove(const run_key& k);
+
+    // Where a consumer that committed source position o resumes on the
+    // target. errc::not_found if no run is known for the partition.
+    [[nodiscard]] Result<translation> translate(std::string_view flow,
+                                                std::string_view source_topic, int32_t partition,
+                                                int64_t o) const;
+    [[nodiscard]] Result<partition_ends> end_offsets(std::string_view flow,
+                                                     std::string_view source_topic,
+                                                     int32_t partition) const;
+
+    // Retention: drops runs entirely below the source's log start offset
+    // (keeping the latest run). Returns what was dropped, for the caller to
+    // retract (tombstone) from the runs topic.
+    [[nodiscard]] Result<std::vector<run_record>> prune(std::string_view flow,
+                                                        std::string_view source_topic,
+                                                        int32_t partition, int64_t log_start);
+    // Drops every run of a partition (the source topic was deleted).
+    [[nodiscard]] Result<std::vector<run_record>> forget(std::string_view flow,
+                                                         std::string_view source_topic,
+                                                         int32_t partition);
+
+    // Partitions with runs for a flow, sorted.
+    [[nodiscard]] std::vector<partition_ref> partitions(std::string_view flow) const;
+    // A partition's runs in target order (empty if unknown).
+    [[nodiscard]] std::vector<run> runs(std::string_view flow, std::string_view source_topic,
+                                        int32_t partition) const;
+    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+private:
+    struct partition_id {
+        std::string flow;
+        std::string topic;
+        int32_t partition = 0;
+    };
+    struct partition_state {
+        std::string target_topic;
+        partition_runs runs;
+        bool listed_dirty = false;
+    };
+    // Heterogeneous lookup so record() finds a partition without allocating.
+    struct id_less {
+        using is_transparent = void;
+        template <class A, class B>
+        bool operator()(const A& a, const B& b) const noexcept {
+            if (int c = std::string_view(a.flow).compare(b.flow); c != 0) return c < 0;
+            if (int c = std::string_view(a.topic).compare(b.topic); c != 0) return c < 0;
+            return a.partition < b.partition;
+        }
+    };
+    struct id_view {
+        std::string_view flow;
+        std::string_view topic;
+        int32_t partition = 0;
+    };
+    using partition_map = std::map<partition_id, partition_state, id_less>;
+
+    store(std::filesystem::path path, std::unique_ptr<rocksdb::DB> db, Logger log);
+    [[nodiscard]] Result<void> write(const std::vector<std::pair<std::string, std::string>>& puts,
+                                     const std::vector<std::string>& deletes,
+                                     const std::string& what);
+    [[nodiscard]] Result<void> load();
+    [[nodiscard]] static std::string describe(std::string_view flow, std::string_view topic,
+                                              int32_t partition);
+    void unlist(const partition_state* st);
+
+    std::filesystem::path path_;
+    Logger log_;
+    mutable std::mutex mu_;
+    // Destroyed after parts_ (declared first): nothing refers back to it.
+    std::unique_ptr<rocksdb::DB> db_;
+    partition_map parts_;
+    // Partitions with runs changed by record() since the last flush. Map
+    // nodes are stable, so these pointers stay valid until erased.
+    std::vector<std::pair<const partition_id*, partition_state*>> dirty_;
+};
+
+}  // namespace rpl::offsetsync
