@@ -3,6 +3,7 @@
 #include "app/admin_server.h"
 #include "app/plan.h"
 #include "checkpoint/checkpointer.h"
+#include "checkpoint/failover.h"
 #include "offsetsync/store.h"
 #include "offsetsync/sync_topic.h"
 #include "replicator/flow.h"
@@ -111,6 +112,17 @@ int run_daemon(const conf::Config& cfg) {
         }
     }
 
+    std::unique_ptr<checkpoint::local_checkpoints> local_checkpoints;
+    if (!cfg.flows.empty()) {
+        auto lc = checkpoint::local_checkpoints::open(std::filesystem::path(cfg.daemon.state_dir) / "checkpoints",
+                                                      false);
+        if (!lc) {
+            log.error(lc.error().message);
+            return exit_failure;
+        }
+        local_checkpoints = std::move(lc).value();
+    }
+
     boost::asio::io_context io;
     std::vector<std::unique_ptr<replicator::flow>> flows;
     std::vector<std::unique_ptr<checkpoint::checkpointer>> checkpointers;
@@ -151,7 +163,8 @@ int run_daemon(const conf::Config& cfg) {
         }
         flows.push_back(std::move(f));
         if (fc.emit_checkpoints || fc.sync_group_offsets) {
-            auto c = std::make_unique<checkpoint::checkpointer>(fc, cfg, *offsets, &checkpoint_metrics);
+            auto c = std::make_unique<checkpoint::checkpointer>(fc, cfg, *offsets, &checkpoint_metrics,
+                                                                local_checkpoints.get());
             if (auto r = c->start(); !r) {
                 log.error("checkpoints of flow " + fc.name + " cannot start: " + r.error().message);
                 continue;

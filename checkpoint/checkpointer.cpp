@@ -1,5 +1,7 @@
 #include "checkpoint/checkpointer.h"
 
+#include "checkpoint/failover.h"
+
 #include <algorithm>
 
 namespace rpl::checkpoint {
@@ -47,11 +49,13 @@ bool group_filter::selected(const std::string& group) const {
 }
 
 checkpointer::checkpointer(const conf::flow_config& flow, const conf::Config& cfg,
-                           offsetsync::store& store, checkpoint_metric_families* metrics)
+                           offsetsync::store& store, checkpoint_metric_families* metrics,
+                           local_checkpoints* local)
     : flow_(flow),
       cfg_(cfg),
       store_(store),
       metrics_(metrics),
+      local_(local),
       policy_(flow),
       groups_(flow),
       log_("checkpoint " + flow.name),
@@ -175,6 +179,11 @@ Result<void> checkpointer::run_once() {
             if (err) return fail(errc::kafka, "checkpoint to " + topic_ + ": " + rd_kafka_err2str(err));
         }
         RPL_TRY(target_->flush(10s));
+        if (local_ != nullptr) {
+            std::vector<stored_checkpoint> stored;
+            for (const auto& cp : to_emit) stored.push_back({cp, ts});
+            if (auto r = local_->put(flow_.name, stored); !r) log_.warn(r.error().message);
+        }
         if (metrics_ != nullptr)
             metrics_->emitted.Add({{"flow", flow_.name}}).Increment(static_cast<double>(to_emit.size()));
     }

@@ -68,8 +68,10 @@ private:
 
 class checkpointer {
 public:
+    // `local` (may be null) receives every checkpoint emitted, for
+    // replicatorctl translate --state-dir.
     checkpointer(const conf::flow_config& flow, const conf::Config& cfg, offsetsync::store& store,
-                 checkpoint_metric_families* metrics);
+                 checkpoint_metric_families* metrics, class local_checkpoints* local = nullptr);
     ~checkpointer();
     checkpointer(const checkpointer&) = delete;
     checkpointer& operator=(const checkpointer&) = delete;
@@ -100,6 +102,7 @@ private:
     const conf::Config& cfg_;
     offsetsync::store& store_;
     checkpoint_metric_families* metrics_;
+    class local_checkpoints* local_;
     const replicator::topic_policy policy_;
     const group_filter groups_;
     Logger log_;

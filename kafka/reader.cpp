@@ -44,4 +44,45 @@ message reader::poll(std::chrono::milliseconds timeout) {
     return message(rd_kafka_consumer_poll(client_.get(), static_cast<int>(timeout.count())));
 }
 
+Result<int64_t> read_to_end(const endpoint& ep, const std::string& topic, int32_t partition,
+                            deadline_ms deadline, const Logger& log,
+                            const std::function<Result<void>(const message&)>& on_record) {
+    using clock_type = std::chrono::steady_clock;
+    const auto until = clock_type::now() + deadline;
+    auto left = [&] {
+        return std::chrono::duration_cast<deadline_ms>(until - clock_type::now());
+    };
+    RPL_TRY(rd, reader::create(ep, {}, log));
+    RPL_TRY(wm, rd.query_watermarks(topic, partition, std::max(left(), deadline_ms(1))));
+    const int64_t high = wm.high;
+    if (high <= wm.low) return high;
+    RPL_TRY(rd.assign(topic, partition, RD_KAFKA_OFFSET_BEGINNING));
+    int64_t next = 0;
+    while (next < high) {
+        const auto remaining = left();
+        if (remaining <= deadline_ms(0))
+            return fail(errc::timeout, "reading " + topic + "/" + std::to_string(partition) + " on " +
+                                           ep.describe() + ": reached offset " + std::to_string(next) +
+                                           " of " + std::to_string(high) + " within " +
+                                           std::to_string(deadline.count()) + " ms");
+        message m = rd.poll(std::min<deadline_ms>(remaining, deadline_ms(500)));
+        if (!m) continue;
+        if (m.err() == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            next = std::max(next, m.offset());
+            continue;
+        }
+        if (m.err() != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (is_retriable(m.err())) {
+                log.debug("reading " + topic + ": " + m.error_string() + " (retrying)");
+                continue;
+            }
+            return kafka_error(m.err(), "reading " + topic + " on " + ep.describe());
+        }
+        if (m.offset() < next) continue;
+        next = m.offset() + 1;
+        RPL_TRY(on_record(m));
+    }
+    return high;
+}
+
 }  // namespace rpl::kafka

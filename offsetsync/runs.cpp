@@ -152,6 +152,20 @@ std::optional<translation> partition_runs::lookup(int64_t o) const {
     return monotone_ ? lookup_monotone(o) : lookup_general(o);
 }
 
+std::optional<int64_t> partition_runs::reverse_lookup(int64_t d) const {
+    if (runs_.empty()) return std::nullopt;
+    // First run whose target range ends after d: it and every later run hold
+    // the records a consumer at d has not read.
+    auto it = std::partition_point(runs_.begin(), runs_.end(),
+                                   [d](const run& r) { return r.dst_end() <= d; });
+    if (it == runs_.end()) return src_end();
+    int64_t answer = it->src_start + std::max<int64_t>(0, d - it->dst_start);
+    if (monotone_) return answer;
+    for (auto later = std::next(it); later != runs_.end(); ++later)
+        answer = std::min(answer, later->src_start);
+    return answer;
+}
+
 // Runs sorted on both sides and disjoint: the answer is o's own copy, or the
 // start of the first run after o, or the end.
 translation partition_runs::lookup_monotone(int64_t o) const {

@@ -95,6 +95,14 @@ public:
     // no run is known.
     [[nodiscard]] std::optional<translation> lookup(int64_t o) const;
 
+    // The inverse, for failing a consumer back: where on the source a
+    // consumer resumes whose committed position on the target is d. The
+    // answer is the smallest source offset among the records at target
+    // offsets >= d (they may be unread), or the source end when d is past
+    // every run. Without re-sends that is exactly d's own source record;
+    // with them it may re-read, never skip. nullopt when no run is known.
+    [[nodiscard]] std::optional<int64_t> reverse_lookup(int64_t d) const;
+
     // Runs in target order (dst_start ascending; target ranges disjoint).
     [[nodiscard]] const std::vector<run>& runs() const noexcept { return runs_; }
     [[nodiscard]] bool empty() const noexcept { return runs_.empty(); }

@@ -227,6 +227,19 @@ Result<translation> store::translate(std::string_view flow, std::string_view sou
     return *it->second.runs.lookup(o);
 }
 
+Result<int64_t> store::reverse_translate(std::string_view flow, std::string_view source_topic,
+                                        int32_t partition, int64_t d) const {
+    if (d < 0)
+        return fail(errc::internal, "offset store: " + describe(flow, source_topic, partition) +
+                                        ": cannot translate negative offset " + std::to_string(d));
+    std::lock_guard lock(mu_);
+    auto it = parts_.find(id_view{flow, source_topic, partition});
+    if (it == parts_.end())
+        return fail(errc::not_found, "offset store: no offset runs known for " +
+                                         describe(flow, source_topic, partition));
+    return *it->second.runs.reverse_lookup(d);
+}
+
 Result<partition_ends> store::end_offsets(std::string_view flow, std::string_view source_topic,
                                           int32_t partition) const {
     std::lock_guard lock(mu_);

@@ -224,50 +224,18 @@ struct applier {
 Result<catch_up_stats> catch_up(const kafka::endpoint& target, store& s,
                                 kafka::deadline_ms deadline, const Logger& log,
                                 const std::string& topic) {
-    const auto until = clock_type::now() + deadline;
-    RPL_TRY(rd, kafka::reader::create(target, {}, log));
     applier a{s, log, topic, {}};
-    auto wm = rd.query_watermarks(topic, 0, std::max(left(until), 1ms));
-    if (!wm) {
-        if (wm.error().code != errc::not_found) return wm.error();
+    auto high = kafka::read_to_end(target, topic, 0, deadline, log,
+                                   [&a](const kafka::message& m) { return a.handle(m); });
+    if (!high) {
+        if (high.error().code != errc::not_found) return high.error();
         log.info("runs topic " + topic + " does not exist on " + target.describe() +
                  ": nothing to catch up");
         return a.stats;
     }
-    const int64_t high = wm.value().high;
-    a.stats.end_offset = high;
-    if (high <= wm.value().low) return a.stats;
-    RPL_TRY(rd.assign(topic, 0, RD_KAFKA_OFFSET_BEGINNING));
-    int64_t next = 0;
-    // Compaction leaves holes, so the last record may sit below high - 1:
-    // partition EOF (the fetch reached the end) also ends the loop.
-    while (next < high) {
-        const auto remaining = left(until);
-        if (remaining <= 0ms)
-            return fail(errc::timeout, "catching up from " + topic + " on " + target.describe() +
-                                           ": reached offset " + std::to_string(next) + " of " +
-                                           std::to_string(high) + " within " +
-                                           std::to_string(deadline.count()) + " ms");
-        kafka::message m = rd.poll(std::min<kafka::deadline_ms>(remaining, 500ms));
-        if (!m) continue;
-        if (m.err() == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            next = std::max(next, m.offset());
-            continue;
-        }
-        if (m.err() != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            if (kafka::is_retriable(m.err())) {
-                log.debug("catching up from " + topic + ": " + m.error_string() + " (retrying)");
-                continue;
-            }
-            return kafka::kafka_error(m.err(),
-                                      "catching up from " + topic + " on " + target.describe());
-        }
-        if (m.offset() < next) continue;
-        next = m.offset() + 1;
-        RPL_TRY(a.handle(m));
-    }
+    a.stats.end_offset = high.value();
     log.info("caught up from " + topic + " on " + target.describe() + " to offset " +
-             std::to_string(high) + ": " + std::to_string(a.stats.applied) + " applied, " +
+             std::to_string(a.stats.end_offset) + ": " + std::to_string(a.stats.applied) + " applied, " +
              std::to_string(a.stats.unchanged) + " already known, " +
              std::to_string(a.stats.removed) + " removed, " + std::to_string(a.stats.corrupt) +
              " corrupt, " + std::to_string(a.stats.conflicts) + " conflicting");

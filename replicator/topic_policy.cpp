@@ -95,6 +95,14 @@ bool topic_policy::included(const std::string& t) const {
     return any_full_match(include_, t) && !any_full_match(exclude_, t);
 }
 
+std::string topic_policy::source_topic_of(const std::string& target_topic) const {
+    if (naming_ == conf::naming_policy::identity) return mirrored(target_topic) ? target_topic : "";
+    const std::string prefix = source_ + separator_;
+    if (target_topic.size() <= prefix.size() || target_topic.compare(0, prefix.size(), prefix) != 0) return "";
+    std::string source = target_topic.substr(prefix.size());
+    return mirrored(source) ? source : "";
+}
+
 std::string topic_policy::target_topic(const std::string& source_topic) const {
     if (naming_ == conf::naming_policy::identity) return source_topic;
     return source_ + separator_ + source_topic;

@@ -66,6 +66,9 @@ public:
     // uses it to report only the cycles that keep out a topic the user named.
     [[nodiscard]] bool included(const std::string& source_topic) const;
     [[nodiscard]] std::string target_topic(const std::string& source_topic) const;
+    // The inverse of target_topic: the source topic a target topic name came
+    // from under this flow's naming, or "" if the name is not one of ours.
+    [[nodiscard]] std::string source_topic_of(const std::string& target_topic) const;
 
     // Under prefix naming: the cluster alias a topic name says it came from,
     // or "" for a topic that originated where it is.

@@ -647,3 +647,53 @@ TEST_CASE("a_corrupt_store_refuses_to_open_and_says_how_to_recover") {
 }
 
 TEST_SUITE_END();
+
+TEST_CASE("reverse_lookup_never_skips_a_record_the_target_consumer_has_not_read") {
+    // Guards against a failback that resumes on the source past a record
+    // whose only copy on the target the consumer had not reached yet.
+    std::mt19937_64 rng(4242);
+    for (int round = 0; round < 500; ++round) {
+        rpl::offsetsync::partition_runs pr;
+        std::map<int64_t, std::vector<int64_t>> copies;  // src -> its dst offsets
+        int64_t src = 0, dst = static_cast<int64_t>(rng() % 3);
+        const int steps = 20 + static_cast<int>(rng() % 60);
+        for (int i = 0; i < steps; ++i) {
+            const auto r = rng() % 10;
+            if (r == 0) src += 1 + static_cast<int64_t>(rng() % 4);                     // source gap
+            if (r == 1) dst += 1 + static_cast<int64_t>(rng() % 3);                     // target gap
+            if (r == 2 && src > 0) src -= std::min<int64_t>(src, 1 + static_cast<int64_t>(rng() % 6));  // re-send
+            pr.add(src, dst);
+            copies[src].push_back(dst);
+            ++src;
+            ++dst;
+        }
+        for (int64_t d = 0; d <= pr.dst_end() + 1; ++d) {
+            // Unread by a consumer at d: source records with no copy below d.
+            int64_t oracle = pr.src_end();
+            for (const auto& [s, ds] : copies) {
+                if (std::all_of(ds.begin(), ds.end(), [d](int64_t x) { return x >= d; })) {
+                    oracle = std::min(oracle, s);
+                    break;  // copies is ordered by s
+                }
+            }
+            const auto got = pr.reverse_lookup(d);
+            REQUIRE(got.has_value());
+            CAPTURE(round);
+            CAPTURE(d);
+            CHECK(*got <= oracle);
+        }
+    }
+}
+
+TEST_CASE("reverse_lookup_is_exact_without_resends") {
+    // Guards against a failback that re-reads when it need not: with runs in
+    // order on both sides, d maps to exactly its own source record.
+    rpl::offsetsync::partition_runs pr;
+    for (int64_t s = 0; s < 100; ++s) pr.add(s < 50 ? s : s + 10, s + 5);  // a source gap at 50..59
+    CHECK(pr.reverse_lookup(5) == std::optional<int64_t>(0));
+    CHECK(pr.reverse_lookup(54) == std::optional<int64_t>(49));
+    CHECK(pr.reverse_lookup(55) == std::optional<int64_t>(60));
+    CHECK(pr.reverse_lookup(0) == std::optional<int64_t>(0));
+    CHECK(pr.reverse_lookup(105) == std::optional<int64_t>(110));
+    CHECK(pr.reverse_lookup(500) == std::optional<int64_t>(110));
+}
