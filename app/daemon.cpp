@@ -19,28 +19,6 @@ namespace rpl::app {
 
 namespace {
 
-std::string json_escape(std::string_view s) {
-    std::string out;
-    out.reserve(s.size() + 2);
-    for (const char c : s) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out += c;
-                }
-        }
-    }
-    return out;
-}
-
 std::string status_json(const std::vector<std::unique_ptr<replicator::flow>>& flows) {
     std::ostringstream o;
     o << "{\"flows\":[";
@@ -49,11 +27,11 @@ std::string status_json(const std::vector<std::unique_ptr<replicator::flow>>& fl
         const auto s = f->status();
         if (!first) o << ",";
         first = false;
-        o << "{\"name\":\"" << json_escape(s.name) << "\",\"state\":\"" << replicator::to_string(s.state)
-          << "\",\"lag\":" << s.lag << ",\"rpo_seconds\":" << s.rpo_seconds << ",\"last_error\":\""
-          << json_escape(s.last_error) << "\",\"topics\":[";
+        o << "{\"name\":" << conf::quoted_string(s.name) << ",\"state\":\"" << replicator::to_string(s.state)
+          << "\",\"lag\":" << s.lag << ",\"rpo_seconds\":" << s.rpo_seconds << ",\"last_error\":"
+          << conf::quoted_string(s.last_error) << ",\"topics\":[";
         for (size_t i = 0; i < s.topics.size(); ++i)
-            o << (i ? "," : "") << "\"" << json_escape(s.topics[i]) << "\"";
+            o << (i ? "," : "") << conf::quoted_string(s.topics[i]);
         o << "]}";
     }
     o << "]}\n";

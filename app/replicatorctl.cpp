@@ -91,23 +91,6 @@ args parse(int argc, char** argv) {
     return a;
 }
 
-std::string json_string(std::string_view s) {
-    std::string out = "\"";
-    for (const char c : s) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (static_cast<unsigned char>(c) < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-        } else {
-            out += c;
-        }
-    }
-    return out + "\"";
-}
-
 // Columns padded to their widest cell, as kafka-consumer-groups prints them.
 void print_table(const std::vector<std::vector<std::string>>& rows) {
     std::vector<size_t> width;
@@ -178,14 +161,14 @@ int translate(const conf::Config& cfg, const conf::flow_config& flow, const args
         return exit_for(r.error());
     }
     if (a.json) {
-        std::cout << "{\"flow\":" << json_string(flow.name) << ",\"source\":" << json_string(flow.source)
-                  << ",\"target\":" << json_string(flow.target) << ",\"group\":" << json_string(group)
+        std::cout << "{\"flow\":" << conf::quoted_string(flow.name) << ",\"source\":" << conf::quoted_string(flow.source)
+                  << ",\"target\":" << conf::quoted_string(flow.target) << ",\"group\":" << conf::quoted_string(group)
                   << ",\"partitions\":[";
         for (size_t i = 0; i < rows.size(); ++i) {
             const auto& r = rows[i];
             const int64_t lag = r.log_end_offset >= 0 ? std::max<int64_t>(0, r.log_end_offset - r.target_offset) : -1;
-            std::cout << (i ? "," : "") << "{\"topic\":" << json_string(r.topic)
-                      << ",\"source_topic\":" << json_string(r.source_topic) << ",\"partition\":" << r.partition
+            std::cout << (i ? "," : "") << "{\"topic\":" << conf::quoted_string(r.topic)
+                      << ",\"source_topic\":" << conf::quoted_string(r.source_topic) << ",\"partition\":" << r.partition
                       << ",\"upstream_offset\":" << r.upstream_offset << ",\"target_offset\":" << r.target_offset
                       << ",\"log_end_offset\":" << r.log_end_offset << ",\"lag\":" << lag
                       << ",\"checkpoint_age_ms\":" << r.checkpoint_age_ms << "}";
@@ -211,11 +194,11 @@ void print_plans(const std::vector<checkpoint::group_plan>& plans, bool apply, b
         std::cout << "{\"applied\":" << (apply ? "true" : "false") << ",\"groups\":[";
         for (size_t g = 0; g < plans.size(); ++g) {
             const auto& p = plans[g];
-            std::cout << (g ? "," : "") << "{\"group\":" << json_string(p.group) << ",\"cluster\":"
-                      << json_string(p.cluster) << ",\"refused\":" << json_string(p.refused) << ",\"partitions\":[";
+            std::cout << (g ? "," : "") << "{\"group\":" << conf::quoted_string(p.group) << ",\"cluster\":"
+                      << conf::quoted_string(p.cluster) << ",\"refused\":" << conf::quoted_string(p.refused) << ",\"partitions\":[";
             for (size_t i = 0; i < p.rows.size(); ++i) {
                 const auto& r = p.rows[i];
-                std::cout << (i ? "," : "") << "{\"topic\":" << json_string(r.topic) << ",\"partition\":" << r.partition
+                std::cout << (i ? "," : "") << "{\"topic\":" << conf::quoted_string(r.topic) << ",\"partition\":" << r.partition
                           << ",\"current_offset\":" << r.current << ",\"new_offset\":" << r.next << "}";
             }
             std::cout << "]}";

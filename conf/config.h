@@ -147,6 +147,10 @@ struct Config {
 // A storage URL with credentials in it (query or userinfo) masked.
 [[nodiscard]] std::string masked_url(std::string_view url);
 
+// s in double quotes with \" \\ \n \t \r and \uXXXX escapes: a TOML basic
+// string and a JSON string alike.
+[[nodiscard]] std::string quoted_string(std::string_view s);
+
 // Human-readable dump of the effective config, secrets masked.
 [[nodiscard]] std::string describe(const Config& c);
 

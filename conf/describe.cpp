@@ -12,9 +12,7 @@
 
 namespace rpl::conf {
 
-namespace {
-
-std::string toml_string(std::string_view s) {
+std::string quoted_string(std::string_view s) {
     std::string out = "\"";
     for (const char ch : s) {
         const auto c = static_cast<unsigned char>(ch);
@@ -37,18 +35,20 @@ std::string toml_string(std::string_view s) {
     return out + "\"";
 }
 
+namespace {
+
 std::string toml_key(std::string_view k) {
     const bool bare = !k.empty() && k.find_first_not_of(
                                         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                         "0123456789_-") == std::string_view::npos;
-    return bare ? std::string(k) : toml_string(k);
+    return bare ? std::string(k) : quoted_string(k);
 }
 
 std::string toml_array(const std::vector<std::string>& v) {
     std::string out = "[";
     for (std::size_t i = 0; i < v.size(); ++i) {
         if (i) out += ", ";
-        out += toml_string(v[i]);
+        out += quoted_string(v[i]);
     }
     return out + "]";
 }
@@ -64,7 +64,7 @@ public:
     void raw(std::string_view key, std::string_view value) {
         out_ << toml_key(key) << " = " << value << '\n';
     }
-    void str(std::string_view key, std::string_view value) { raw(key, toml_string(value)); }
+    void str(std::string_view key, std::string_view value) { raw(key, quoted_string(value)); }
     void secret(std::string_view key, std::string_view value) { str(key, masked(key, value)); }
     void strs(std::string_view key, const std::vector<std::string>& v) { raw(key, toml_array(v)); }
     void boolean(std::string_view key, bool b) { raw(key, b ? "true" : "false"); }
