@@ -642,6 +642,7 @@ Result<void> flow::discover() {
         wanted.push_back(t.name);
     }
     // Configs change rarely: every sixth discovery, at least every 5 s.
+    if (sync_now) prune_runs();
     if (sync_now)
         next_config_sync_ = clock::now() + std::max<std::chrono::milliseconds>(6 * cfg_.refresh_interval, 5s);
     if (grew) (void)kafka::fetch_metadata(producer_->client(), 10s);  // refresh the producer's view
@@ -665,6 +666,29 @@ Result<void> flow::discover() {
         status_.topics = wanted;
     }
     return ok();
+}
+
+void flow::prune_runs() {
+    // Runs entirely below the source's log start offset describe records
+    // that no consumer can commit a position in any more.
+    if (env_.offsets == nullptr || !runs_) return;
+    std::vector<offsetsync::run_record> dropped;
+    for (auto& [name, ts] : topics_) {
+        for (auto& ps : ts->parts) {
+            if (!ps || !ps->assigned) continue;
+            int64_t low = 0, high = 0;
+            if (!consumer_->cached_watermarks(name, ps->partition, low, high) || low <= 0) continue;
+            auto r = env_.offsets->prune(cfg_.name, name, ps->partition, low);
+            if (!r) {
+                log_.warn(r.error().message);
+                continue;
+            }
+            dropped.insert(dropped.end(), r.value().begin(), r.value().end());
+        }
+    }
+    if (dropped.empty()) return;
+    if (auto r = runs_->retract(dropped); !r) log_.warn("retracting pruned runs: " + r.error().message);
+    log_.debug("pruned " + std::to_string(dropped.size()) + " run(s) below the source's log start");
 }
 
 void flow::heartbeat() {

@@ -91,6 +91,7 @@ private:
     [[nodiscard]] Result<void> ensure_target(topic_state& t, int source_partitions, bool created_here);
     [[nodiscard]] Result<void> sync_configs(topic_state& t);
     void heartbeat();
+    void prune_runs();
     void handle(kafka::message& m);
     void on_delivery(const kafka::delivery& d);
     void on_assign(const kafka::partition_list& parts);
