@@ -55,8 +55,10 @@ private:
         http::async_write(stream_, *res,
                           [self = shared_from_this(), res](beast::error_code ec, size_t) {
                               if (ec) return;
-                              if (res->keep_alive()) self->read();
-                              else self->stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+                              if (res->keep_alive())
+                                  self->read();
+                              else
+                                  self->stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
                           });
     }
 
@@ -82,7 +84,8 @@ Result<void> admin_server::listen(const std::string& host_port) {
     if (colon == std::string::npos)
         return fail(errc::invalid_config, "admin_listen '" + host_port + "' is not host:port");
     std::string host = host_port.substr(0, colon);
-    if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host.size() > 1 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
     const std::string port = host_port.substr(colon + 1);
     beast::error_code ec;
     tcp::resolver resolver(io_);
@@ -94,7 +97,8 @@ Result<void> admin_server::listen(const std::string& host_port) {
     if (!ec) acceptor_.set_option(boost::asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);
     if (!ec) acceptor_.listen(boost::asio::socket_base::max_listen_connections, ec);
-    if (ec) return fail(errc::io, "admin endpoint cannot listen on " + host_port + ": " + ec.message());
+    if (ec)
+        return fail(errc::io, "admin endpoint cannot listen on " + host_port + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
     log_.info("admin endpoint on http://" + host + ":" + std::to_string(port_) +
               " (/metrics /healthz /readyz /status)");
@@ -103,11 +107,12 @@ Result<void> admin_server::listen(const std::string& host_port) {
 }
 
 void admin_server::accept() {
-    acceptor_.async_accept(boost::asio::make_strand(io_), [this](beast::error_code ec, tcp::socket s) {
-        if (ec) return;  // closed on stop
-        std::make_shared<session>(std::move(s), routes_, token_)->start();
-        accept();
-    });
+    acceptor_.async_accept(boost::asio::make_strand(io_),
+                           [this](beast::error_code ec, tcp::socket s) {
+                               if (ec) return;  // closed on stop
+                               std::make_shared<session>(std::move(s), routes_, token_)->start();
+                               accept();
+                           });
 }
 
 void admin_server::stop() noexcept {

@@ -8,9 +8,9 @@
 #include "offsetsync/sync_topic.h"
 #include "replicator/flow.h"
 
-#include <boost/asio/signal_set.hpp>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+#include <boost/asio/signal_set.hpp>
 
 #include <filesystem>
 #include <sstream>
@@ -27,9 +27,10 @@ std::string status_json(const std::vector<std::unique_ptr<replicator::flow>>& fl
         const auto s = f->status();
         if (!first) o << ",";
         first = false;
-        o << "{\"name\":" << conf::quoted_string(s.name) << ",\"state\":\"" << replicator::to_string(s.state)
-          << "\",\"lag\":" << s.lag << ",\"rpo_seconds\":" << s.rpo_seconds << ",\"last_error\":"
-          << conf::quoted_string(s.last_error) << ",\"topics\":[";
+        o << "{\"name\":" << conf::quoted_string(s.name) << ",\"state\":\""
+          << replicator::to_string(s.state) << "\",\"lag\":" << s.lag
+          << ",\"rpo_seconds\":" << s.rpo_seconds
+          << ",\"last_error\":" << conf::quoted_string(s.last_error) << ",\"topics\":[";
         for (size_t i = 0; i < s.topics.size(); ++i)
             o << (i ? "," : "") << conf::quoted_string(s.topics[i]);
         o << "]}";
@@ -59,8 +60,9 @@ int run_daemon(const conf::Config& cfg) {
     // unreachable cluster is exit code 3, named with its bootstrap.
     if (auto md = probe_clusters(cfg, std::chrono::seconds(10), log.child("probe")); !md) {
         log.error(md.error().message);
-        return md.error().code == errc::unreachable || md.error().code == errc::timeout ? exit_unreachable
-                                                                                       : exit_failure;
+        return md.error().code == errc::unreachable || md.error().code == errc::timeout
+                   ? exit_unreachable
+                   : exit_failure;
     }
 
     // The offset index: RocksDB under state_dir, caught up from every target
@@ -76,14 +78,16 @@ int run_daemon(const conf::Config& cfg) {
         offsets = std::move(st).value();
         std::vector<std::string> targets;
         for (const auto& f : cfg.flows)
-            if (std::find(targets.begin(), targets.end(), f.target) == targets.end()) targets.push_back(f.target);
+            if (std::find(targets.begin(), targets.end(), f.target) == targets.end())
+                targets.push_back(f.target);
         for (const auto& t : targets) {
-            auto r = offsetsync::catch_up(endpoint_of(*cfg.cluster(t)), *offsets, std::chrono::seconds(60),
-                                          log.child("offsetsync"));
+            auto r = offsetsync::catch_up(endpoint_of(*cfg.cluster(t)), *offsets,
+                                          std::chrono::seconds(60), log.child("offsetsync"));
             if (!r) {
                 log.error("cannot catch up the offset index from " + t + ": " + r.error().message);
-                return r.error().code == errc::unreachable || r.error().code == errc::timeout ? exit_unreachable
-                                                                                              : exit_failure;
+                return r.error().code == errc::unreachable || r.error().code == errc::timeout
+                           ? exit_unreachable
+                           : exit_failure;
             }
             log.info("offset index caught up from " + t + ": " + std::to_string(r.value().applied) +
                      " run(s) applied, " + std::to_string(r.value().unchanged) + " already known");
@@ -92,8 +96,8 @@ int run_daemon(const conf::Config& cfg) {
 
     std::unique_ptr<checkpoint::local_checkpoints> local_checkpoints;
     if (!cfg.flows.empty()) {
-        auto lc = checkpoint::local_checkpoints::open(std::filesystem::path(cfg.daemon.state_dir) / "checkpoints",
-                                                      false);
+        auto lc = checkpoint::local_checkpoints::open(
+            std::filesystem::path(cfg.daemon.state_dir) / "checkpoints", false);
         if (!lc) {
             log.error(lc.error().message);
             return exit_failure;
@@ -115,7 +119,8 @@ int run_daemon(const conf::Config& cfg) {
         for (const auto& f : flows) {
             const auto s = f->status().state;
             if (s != replicator::flow_state::running)
-                return http_reply{503, "text/plain", "flow " + f->name() + " is " + replicator::to_string(s) + "\n"};
+                return http_reply{503, "text/plain",
+                                  "flow " + f->name() + " is " + replicator::to_string(s) + "\n"};
         }
         return http_reply{200, "text/plain", "ready\n"};
     };
@@ -136,13 +141,14 @@ int run_daemon(const conf::Config& cfg) {
         if (auto r = f->start(); !r) {
             log.error("flow " + fc.name + " cannot start: " + r.error().message);
             for (auto it = flows.rbegin(); it != flows.rend(); ++it) (*it)->stop();
-            return r.error().code == errc::unreachable || r.error().code == errc::timeout ? exit_unreachable
-                                                                                          : exit_failure;
+            return r.error().code == errc::unreachable || r.error().code == errc::timeout
+                       ? exit_unreachable
+                       : exit_failure;
         }
         flows.push_back(std::move(f));
         if (fc.emit_checkpoints || fc.sync_group_offsets) {
-            auto c = std::make_unique<checkpoint::checkpointer>(fc, cfg, *offsets, &checkpoint_metrics,
-                                                                local_checkpoints.get());
+            auto c = std::make_unique<checkpoint::checkpointer>(
+                fc, cfg, *offsets, &checkpoint_metrics, local_checkpoints.get());
             if (auto r = c->start(); !r) {
                 log.error("checkpoints of flow " + fc.name + " cannot start: " + r.error().message);
                 continue;
@@ -151,7 +157,8 @@ int run_daemon(const conf::Config& cfg) {
         }
     }
     for (const auto& t : cfg.taps)
-        log.warn("tap " + t.name + " is configured, but this build does not run archival taps yet; skipped");
+        log.warn("tap " + t.name +
+                 " is configured, but this build does not run archival taps yet; skipped");
     log.info("started " + std::to_string(flows.size()) + " flow(s)");
 
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -13,8 +13,9 @@ kafka::endpoint endpoint_of(const conf::cluster_config& c) {
     return kafka::endpoint{c.name, c.bootstrap, c.client};
 }
 
-Result<std::map<std::string, kafka::cluster_metadata>> probe_clusters(
-    const conf::Config& cfg, kafka::deadline_ms deadline, const Logger& log) {
+Result<std::map<std::string, kafka::cluster_metadata>> probe_clusters(const conf::Config& cfg,
+                                                                      kafka::deadline_ms deadline,
+                                                                      const Logger& log) {
     std::vector<std::string> used;
     auto use = [&](const std::string& name) {
         if (std::find(used.begin(), used.end(), name) == used.end()) used.push_back(name);
@@ -57,12 +58,15 @@ void print_flow(const conf::flow_config& f, const conf::Config& cfg,
                 std::ostream& out) {
     const replicator::topic_policy policy(f);
     out << "flow " << f.name << ": " << f.source << " (" << cfg.cluster(f.source)->bootstrap
-        << ") -> " << f.target << " (" << cfg.cluster(f.target)->bootstrap
-        << "), naming " << naming_name(f.naming) << "\n";
+        << ") -> " << f.target << " (" << cfg.cluster(f.target)->bootstrap << "), naming "
+        << naming_name(f.naming) << "\n";
     size_t width = 12;
     for (const auto& t : src.topics) width = std::max(width, t.name.size());
-    out << "  " << std::left << std::setw(static_cast<int>(width)) << "SOURCE-TOPIC" << "  "
-        << std::setw(10) << "PARTITIONS" << "  " << "TARGET-TOPIC" << "  (STATE)\n";
+    out << "  " << std::left << std::setw(static_cast<int>(width)) << "SOURCE-TOPIC"
+        << "  " << std::setw(10) << "PARTITIONS"
+        << "  "
+        << "TARGET-TOPIC"
+        << "  (STATE)\n";
     int mirrored = 0;
     std::vector<std::pair<std::string, replicator::topic_verdict>> skipped;
     for (const auto& t : src.topics) {
@@ -91,15 +95,16 @@ void print_flow(const conf::flow_config& f, const conf::Config& cfg,
         out << "  " << std::setw(static_cast<int>(width)) << t.name << "  " << std::setw(10)
             << t.partitions.size() << "  " << target << "  (" << state << ")\n";
     }
-    if (mirrored == 0) out << "  (no source topic matches yet; new ones are picked up as they appear)\n";
+    if (mirrored == 0)
+        out << "  (no source topic matches yet; new ones are picked up as they appear)\n";
     for (const auto& [name, verdict] : skipped)
         out << "  skipped " << name << ": " << replicator::to_string(verdict) << "\n";
 }
 
 void print_tap(const conf::tap_config& t, const kafka::cluster_metadata& src, std::ostream& out) {
     const replicator::topic_policy policy(t);
-    out << "tap " << t.name << ": " << t.source << " -> " << conf::masked_url(t.storage)
-        << " (" << t.compression;
+    out << "tap " << t.name << ": " << t.source << " -> " << conf::masked_url(t.storage) << " ("
+        << t.compression;
     if (t.compression == "zstd") out << " level " << t.compression_level;
     out << ", segments up to " << t.segment_max_bytes << " bytes or "
         << conf::format_duration(t.segment_max_interval) << ")\n";
@@ -115,13 +120,13 @@ void print_tap(const conf::tap_config& t, const kafka::cluster_metadata& src, st
 }  // namespace
 
 void print_plan(const conf::Config& cfg,
-                const std::map<std::string, kafka::cluster_metadata>& metadata,
-                std::ostream& out) {
+                const std::map<std::string, kafka::cluster_metadata>& metadata, std::ostream& out) {
     for (const auto& [name, md] : metadata) {
-        out << "cluster " << name << " (" << cfg.cluster(name)->bootstrap << "): "
-            << md.brokers.size() << " broker(s), " << md.topics.size() << " topic(s)\n";
+        out << "cluster " << name << " (" << cfg.cluster(name)->bootstrap
+            << "): " << md.brokers.size() << " broker(s), " << md.topics.size() << " topic(s)\n";
     }
-    for (const auto& f : cfg.flows) print_flow(f, cfg, metadata.at(f.source), metadata.at(f.target), out);
+    for (const auto& f : cfg.flows)
+        print_flow(f, cfg, metadata.at(f.source), metadata.at(f.target), out);
     for (const auto& t : cfg.taps) print_tap(t, metadata.at(t.source), out);
 }
 

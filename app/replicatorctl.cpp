@@ -77,15 +77,24 @@ args parse(int argc, char** argv) {
             if (i + 1 >= argc) bad(s + " needs a value");
             return argv[++i];
         };
-        if (s == "--config" || s == "-c") a.config = value();
-        else if (s == "--flow") a.flow = value();
-        else if (s == "--group" || s == "-g") a.groups.push_back(value());
-        else if (s == "--all-groups") a.all_groups = true;
-        else if (s == "--json") a.json = true;
-        else if (s == "--apply") a.apply = true;
-        else if (s == "--reverse") a.reverse = true;
-        else if (s == "--state-dir") a.state_dir = value();
-        else bad("unknown argument '" + s + "'");
+        if (s == "--config" || s == "-c")
+            a.config = value();
+        else if (s == "--flow")
+            a.flow = value();
+        else if (s == "--group" || s == "-g")
+            a.groups.push_back(value());
+        else if (s == "--all-groups")
+            a.all_groups = true;
+        else if (s == "--json")
+            a.json = true;
+        else if (s == "--apply")
+            a.apply = true;
+        else if (s == "--reverse")
+            a.reverse = true;
+        else if (s == "--state-dir")
+            a.state_dir = value();
+        else
+            bad("unknown argument '" + s + "'");
     }
     if (a.config.empty()) bad("--config is required");
     return a;
@@ -118,17 +127,20 @@ std::string age(int64_t ms) {
 }
 
 int exit_for(const Error& e) {
-    return e.code == errc::unreachable || e.code == errc::timeout ? app::exit_unreachable : app::exit_failure;
+    return e.code == errc::unreachable || e.code == errc::timeout ? app::exit_unreachable
+                                                                  : app::exit_failure;
 }
 
-int translate(const conf::Config& cfg, const conf::flow_config& flow, const args& a, const Logger& log) {
+int translate(const conf::Config& cfg, const conf::flow_config& flow, const args& a,
+              const Logger& log) {
     if (a.groups.size() != 1) bad("translate takes exactly one --group");
     const std::string& group = a.groups.front();
     const kafka::endpoint target = app::endpoint_of(*cfg.cluster(flow.target));
     std::vector<checkpoint::stored_checkpoint> cps;
     std::string from;
     if (!a.state_dir.empty()) {
-        auto local = checkpoint::local_checkpoints::open(std::filesystem::path(a.state_dir) / "checkpoints", true);
+        auto local = checkpoint::local_checkpoints::open(
+            std::filesystem::path(a.state_dir) / "checkpoints", true);
         if (!local) {
             std::cerr << "replicatorctl: " << local.error().message << "\n";
             return app::exit_failure;
@@ -141,7 +153,8 @@ int translate(const conf::Config& cfg, const conf::flow_config& flow, const args
         cps = std::move(all).value();
         from = "local state " + a.state_dir;
     } else {
-        auto read = checkpoint::read_checkpoints(target, flow.source, std::chrono::seconds(10), log);
+        auto read =
+            checkpoint::read_checkpoints(target, flow.source, std::chrono::seconds(10), log);
         if (!read) {
             std::cerr << "replicatorctl: " << read.error().message << "\n";
             return exit_for(read.error());
@@ -151,39 +164,48 @@ int translate(const conf::Config& cfg, const conf::flow_config& flow, const args
     }
     auto rows = checkpoint::rows_for(flow, cps, group);
     if (rows.empty()) {
-        std::cerr << "replicatorctl: no checkpoint for group " << group << " of flow " << flow.name << " in "
-                  << from << "\n";
+        std::cerr << "replicatorctl: no checkpoint for group " << group << " of flow " << flow.name
+                  << " in " << from << "\n";
         return app::exit_failure;
     }
     // End offsets are a courtesy: the answer stands without them.
-    if (auto r = checkpoint::fill_end_offsets(rows, target, std::chrono::seconds(5), log); !r && a.state_dir.empty()) {
+    if (auto r = checkpoint::fill_end_offsets(rows, target, std::chrono::seconds(5), log);
+        !r && a.state_dir.empty()) {
         std::cerr << "replicatorctl: " << r.error().message << "\n";
         return exit_for(r.error());
     }
     if (a.json) {
-        std::cout << "{\"flow\":" << conf::quoted_string(flow.name) << ",\"source\":" << conf::quoted_string(flow.source)
-                  << ",\"target\":" << conf::quoted_string(flow.target) << ",\"group\":" << conf::quoted_string(group)
-                  << ",\"partitions\":[";
+        std::cout << "{\"flow\":" << conf::quoted_string(flow.name)
+                  << ",\"source\":" << conf::quoted_string(flow.source)
+                  << ",\"target\":" << conf::quoted_string(flow.target)
+                  << ",\"group\":" << conf::quoted_string(group) << ",\"partitions\":[";
         for (size_t i = 0; i < rows.size(); ++i) {
             const auto& r = rows[i];
-            const int64_t lag = r.log_end_offset >= 0 ? std::max<int64_t>(0, r.log_end_offset - r.target_offset) : -1;
+            const int64_t lag = r.log_end_offset >= 0
+                                    ? std::max<int64_t>(0, r.log_end_offset - r.target_offset)
+                                    : -1;
             std::cout << (i ? "," : "") << "{\"topic\":" << conf::quoted_string(r.topic)
-                      << ",\"source_topic\":" << conf::quoted_string(r.source_topic) << ",\"partition\":" << r.partition
-                      << ",\"upstream_offset\":" << r.upstream_offset << ",\"target_offset\":" << r.target_offset
+                      << ",\"source_topic\":" << conf::quoted_string(r.source_topic)
+                      << ",\"partition\":" << r.partition
+                      << ",\"upstream_offset\":" << r.upstream_offset
+                      << ",\"target_offset\":" << r.target_offset
                       << ",\"log_end_offset\":" << r.log_end_offset << ",\"lag\":" << lag
                       << ",\"checkpoint_age_ms\":" << r.checkpoint_age_ms << "}";
         }
         std::cout << "]}\n";
         return app::exit_ok;
     }
-    std::cout << "flow " << flow.name << ": group " << group << " on " << flow.target << " (from " << from
-              << ")\n\n";
-    std::vector<std::vector<std::string>> table{{"GROUP", "TOPIC", "PARTITION", "UPSTREAM-OFFSET", "TARGET-OFFSET",
-                                                 "LOG-END-OFFSET", "LAG", "CHECKPOINT-AGE"}};
+    std::cout << "flow " << flow.name << ": group " << group << " on " << flow.target << " (from "
+              << from << ")\n\n";
+    std::vector<std::vector<std::string>> table{{"GROUP", "TOPIC", "PARTITION", "UPSTREAM-OFFSET",
+                                                 "TARGET-OFFSET", "LOG-END-OFFSET", "LAG",
+                                                 "CHECKPOINT-AGE"}};
     for (const auto& r : rows) {
-        const int64_t lag = r.log_end_offset >= 0 ? std::max<int64_t>(0, r.log_end_offset - r.target_offset) : -1;
-        table.push_back({r.group, r.topic, std::to_string(r.partition), num(r.upstream_offset), num(r.target_offset),
-                         num(r.log_end_offset), num(lag), age(r.checkpoint_age_ms)});
+        const int64_t lag =
+            r.log_end_offset >= 0 ? std::max<int64_t>(0, r.log_end_offset - r.target_offset) : -1;
+        table.push_back({r.group, r.topic, std::to_string(r.partition), num(r.upstream_offset),
+                         num(r.target_offset), num(r.log_end_offset), num(lag),
+                         age(r.checkpoint_age_ms)});
     }
     print_table(table);
     return app::exit_ok;
@@ -194,32 +216,38 @@ void print_plans(const std::vector<checkpoint::group_plan>& plans, bool apply, b
         std::cout << "{\"applied\":" << (apply ? "true" : "false") << ",\"groups\":[";
         for (size_t g = 0; g < plans.size(); ++g) {
             const auto& p = plans[g];
-            std::cout << (g ? "," : "") << "{\"group\":" << conf::quoted_string(p.group) << ",\"cluster\":"
-                      << conf::quoted_string(p.cluster) << ",\"refused\":" << conf::quoted_string(p.refused) << ",\"partitions\":[";
+            std::cout << (g ? "," : "") << "{\"group\":" << conf::quoted_string(p.group)
+                      << ",\"cluster\":" << conf::quoted_string(p.cluster)
+                      << ",\"refused\":" << conf::quoted_string(p.refused) << ",\"partitions\":[";
             for (size_t i = 0; i < p.rows.size(); ++i) {
                 const auto& r = p.rows[i];
-                std::cout << (i ? "," : "") << "{\"topic\":" << conf::quoted_string(r.topic) << ",\"partition\":" << r.partition
-                          << ",\"current_offset\":" << r.current << ",\"new_offset\":" << r.next << "}";
+                std::cout << (i ? "," : "") << "{\"topic\":" << conf::quoted_string(r.topic)
+                          << ",\"partition\":" << r.partition << ",\"current_offset\":" << r.current
+                          << ",\"new_offset\":" << r.next << "}";
             }
             std::cout << "]}";
         }
         std::cout << "]}\n";
         return;
     }
-    std::vector<std::vector<std::string>> table{
-        {"GROUP", "CLUSTER", "TOPIC", "PARTITION", apply ? "BEFORE" : "CURRENT-OFFSET", apply ? "AFTER" : "NEW-OFFSET"}};
+    std::vector<std::vector<std::string>> table{{"GROUP", "CLUSTER", "TOPIC", "PARTITION",
+                                                 apply ? "BEFORE" : "CURRENT-OFFSET",
+                                                 apply ? "AFTER" : "NEW-OFFSET"}};
     for (const auto& p : plans) {
         if (!p.refused.empty()) continue;
         for (const auto& r : p.rows)
-            table.push_back({p.group, p.cluster, r.topic, std::to_string(r.partition), num(r.current), num(r.next)});
+            table.push_back({p.group, p.cluster, r.topic, std::to_string(r.partition),
+                             num(r.current), num(r.next)});
     }
     if (table.size() > 1) print_table(table);
     for (const auto& p : plans)
         if (!p.refused.empty()) std::cout << "refused: " << p.refused << "\n";
-    if (!apply && table.size() > 1) std::cout << "\n(plan only: run again with --apply to commit)\n";
+    if (!apply && table.size() > 1)
+        std::cout << "\n(plan only: run again with --apply to commit)\n";
 }
 
-int failover(const conf::Config& cfg, const conf::flow_config& flow, const args& a, const Logger& log) {
+int failover(const conf::Config& cfg, const conf::flow_config& flow, const args& a,
+             const Logger& log) {
     if (a.groups.empty() && !a.all_groups) bad("failover needs --group G or --all-groups");
     if (!a.groups.empty() && a.all_groups) bad("--group and --all-groups exclude each other");
     Result<std::vector<checkpoint::group_plan>> plans = fail(errc::internal, "not run");
@@ -246,8 +274,9 @@ int failover(const conf::Config& cfg, const conf::flow_config& flow, const args&
             for (const auto& g : a.groups) {
                 auto mine = checkpoint::rows_for(flow, cps.value(), g);
                 if (mine.empty()) {
-                    std::cerr << "replicatorctl: no checkpoint for group " << g << " of flow " << flow.name << " in "
-                              << kafka::mm2::checkpoints_topic(flow.source) << " on " << target.describe() << "\n";
+                    std::cerr << "replicatorctl: no checkpoint for group " << g << " of flow "
+                              << flow.name << " in " << kafka::mm2::checkpoints_topic(flow.source)
+                              << " on " << target.describe() << "\n";
                     return app::exit_failure;
                 }
                 rows.insert(rows.end(), mine.begin(), mine.end());
@@ -290,7 +319,8 @@ int main(int argc, char** argv) {
     if (flow == nullptr) {
         std::string known;
         for (const auto& f : cfg.value().flows) known += (known.empty() ? "" : ", ") + f.name;
-        std::cerr << "replicatorctl: no flow named '" << a.flow << "' in " << a.config << " (flows: " << known << ")\n";
+        std::cerr << "replicatorctl: no flow named '" << a.flow << "' in " << a.config
+                  << " (flows: " << known << ")\n";
         return app::exit_invalid_config;
     }
     if (a.command == "translate") return translate(cfg.value(), *flow, a, log);

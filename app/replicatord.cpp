@@ -42,10 +42,14 @@ int main(int argc, char** argv) {
             }
             return argv[++i];
         };
-        if (a == "--config" || a == "-c") config_path = value("--config");
-        else if (a.starts_with("--config=")) config_path = a.substr(9);
-        else if (a == "--check") check = true;
-        else if (a == "--log-level") level_arg = value("--log-level");
+        if (a == "--config" || a == "-c")
+            config_path = value("--config");
+        else if (a.starts_with("--config="))
+            config_path = a.substr(9);
+        else if (a == "--check")
+            check = true;
+        else if (a == "--log-level")
+            level_arg = value("--log-level");
         else if (a == "--version") {
             std::cout << "replicatord " << RPL_VERSION << "\n";
             return app::exit_ok;

@@ -11,26 +11,26 @@ using namespace std::chrono_literals;
 checkpoint_metric_families make_checkpoint_metrics(prometheus::Registry& r) {
     using namespace prometheus;
     return checkpoint_metric_families{
-        BuildCounter().Name("replicatord_checkpoints_emitted_total")
-            .Help("Checkpoint records written to <source>.checkpoints.internal").Register(r),
-        BuildCounter().Name("replicatord_group_sync_total")
-            .Help("Consumer groups considered for offset sync on the target, by result").Register(r),
-        BuildCounter().Name("replicatord_checkpoint_errors_total")
-            .Help("Checkpoint pass errors by kind").Register(r),
-        BuildGauge().Name("replicatord_last_checkpoint_timestamp_seconds")
-            .Help("Unix time of the flow's last completed checkpoint pass").Register(r),
+        BuildCounter()
+            .Name("replicatord_checkpoints_emitted_total")
+            .Help("Checkpoint records written to <source>.checkpoints.internal")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_group_sync_total")
+            .Help("Consumer groups considered for offset sync on the target, by result")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_checkpoint_errors_total")
+            .Help("Checkpoint pass errors by kind")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_last_checkpoint_timestamp_seconds")
+            .Help("Unix time of the flow's last completed checkpoint pass")
+            .Register(r),
     };
 }
 
 namespace {
-std::vector<std::regex> compile(const std::vector<std::string>& patterns) {
-    std::vector<std::regex> out;
-    for (const auto& p : patterns) out.emplace_back(p, std::regex::ECMAScript | std::regex::optimize);
-    return out;
-}
-bool any_match(const std::vector<std::regex>& res, const std::string& s) {
-    return std::any_of(res.begin(), res.end(), [&](const std::regex& re) { return std::regex_match(s, re); });
-}
 int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
@@ -39,13 +39,15 @@ int64_t now_ms() {
 }  // namespace
 
 group_filter::group_filter(const conf::flow_config& f)
-    : include_(compile(f.groups)), exclude_(compile(f.exclude_groups)) {}
+    : include_(conf::compile_patterns(f.groups)),
+      exclude_(conf::compile_patterns(f.exclude_groups)) {}
 
 bool group_filter::selected(const std::string& group) const {
     // replicatord's own groups and the console tools' throwaway groups are
     // never carried across.
-    if (group.rfind("replicatord", 0) == 0 || group.rfind("console-consumer-", 0) == 0) return false;
-    return any_match(include_, group) && !any_match(exclude_, group);
+    if (group.rfind("replicatord", 0) == 0 || group.rfind("console-consumer-", 0) == 0)
+        return false;
+    return conf::full_match_any(include_, group) && !conf::full_match_any(exclude_, group);
 }
 
 checkpointer::checkpointer(const conf::flow_config& flow, const conf::Config& cfg,
@@ -96,7 +98,8 @@ void checkpointer::run() noexcept {
         if (auto r = run_once(); !r) {
             log_.warn(r.error().message);
             if (metrics_ != nullptr)
-                metrics_->errors.Add({{"flow", flow_.name}, {"kind", to_string(r.error().code)}}).Increment();
+                metrics_->errors.Add({{"flow", flow_.name}, {"kind", to_string(r.error().code)}})
+                    .Increment();
             std::lock_guard lock(status_mu_);
             status_.last_error = r.error().message;
         }
@@ -132,7 +135,8 @@ Result<void> checkpointer::run_once() {
         auto offsets = src.list_group_offsets(g.group_id);
         if (!offsets) {
             log_.warn(offsets.error().message);
-            if (metrics_ != nullptr) metrics_->errors.Add({{"flow", flow_.name}, {"kind", "group_offsets"}}).Increment();
+            if (metrics_ != nullptr)
+                metrics_->errors.Add({{"flow", flow_.name}, {"kind", "group_offsets"}}).Increment();
             continue;
         }
         std::vector<kafka::mm2::checkpoint> cps;
@@ -141,8 +145,8 @@ Result<void> checkpointer::run_once() {
             if (!policy_.mirrored(tp.topic)) continue;
             auto tr = store_.translate(flow_.name, tp.topic, tp.partition, tp.offset);
             if (!tr) continue;  // nothing replicated for this partition yet
-            kafka::mm2::checkpoint cp{g.group_id, policy_.target_topic(tp.topic), tp.partition, tp.offset,
-                                      tr.value().target_offset, ""};
+            kafka::mm2::checkpoint cp{g.group_id, policy_.target_topic(tp.topic), tp.partition,
+                                      tp.offset,  tr.value().target_offset,       ""};
             const key k{cp.group, cp.topic, cp.partition};
             const auto it = last_.find(k);
             const bool known = it != last_.end();
@@ -151,19 +155,23 @@ Result<void> checkpointer::run_once() {
                 // The group moved forward but its translation moved back:
                 // runs were lost and rebuilt. The smaller answer is the safe
                 // one (a consumer re-reads); the old one could skip records.
-                log_.warn("translation of " + cp.group + " " + tp.topic + "/" + std::to_string(tp.partition) +
-                          " moved back from " + std::to_string(it->second.downstream) + " to " +
-                          std::to_string(cp.downstream_offset) + "; emitting the smaller, safe offset");
+                log_.warn("translation of " + cp.group + " " + tp.topic + "/" +
+                          std::to_string(tp.partition) + " moved back from " +
+                          std::to_string(it->second.downstream) + " to " +
+                          std::to_string(cp.downstream_offset) +
+                          "; emitting the smaller, safe offset");
             }
             rewound[k] = rw;
-            if (!known || it->second.upstream != cp.upstream_offset || it->second.downstream != cp.downstream_offset)
+            if (!known || it->second.upstream != cp.upstream_offset ||
+                it->second.downstream != cp.downstream_offset)
                 to_emit.push_back(cp);
             cps.push_back(std::move(cp));
         }
         if (flow_.sync_group_offsets && !cps.empty()) {
             if (auto r = sync_group(g.group_id, cps, rewound, st); !r) {
                 log_.warn("group sync of " + g.group_id + ": " + r.error().message);
-                if (metrics_ != nullptr) metrics_->groups.Add({{"flow", flow_.name}, {"result", "error"}}).Increment();
+                if (metrics_ != nullptr)
+                    metrics_->groups.Add({{"flow", flow_.name}, {"result", "error"}}).Increment();
             }
         }
     }
@@ -174,18 +182,22 @@ Result<void> checkpointer::run_once() {
             const std::string k = kafka::mm2::checkpoint_key(cp);
             const std::string v = kafka::mm2::checkpoint_value(cp);
             rd_kafka_resp_err_t err;
-            while ((err = target_->produce_copy(topic_, 0, k, &v, ts, nullptr)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            while ((err = target_->produce_copy(topic_, 0, k, &v, ts, nullptr)) ==
+                   RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 target_->poll(10ms);
-            if (err) return fail(errc::kafka, "checkpoint to " + topic_ + ": " + rd_kafka_err2str(err));
+            if (err)
+                return fail(errc::kafka, "checkpoint to " + topic_ + ": " + rd_kafka_err2str(err));
         }
         RPL_TRY(target_->flush(10s));
         if (local_ != nullptr) {
             std::vector<stored_checkpoint> stored;
+            stored.reserve(to_emit.size());
             for (const auto& cp : to_emit) stored.push_back({cp, ts});
             if (auto r = local_->put(flow_.name, stored); !r) log_.warn(r.error().message);
         }
         if (metrics_ != nullptr)
-            metrics_->emitted.Add({{"flow", flow_.name}}).Increment(static_cast<double>(to_emit.size()));
+            metrics_->emitted.Add({{"flow", flow_.name}})
+                .Increment(static_cast<double>(to_emit.size()));
     }
     // Only what reached the target counts as emitted.
     for (const auto& cp : to_emit)
@@ -194,22 +206,27 @@ Result<void> checkpointer::run_once() {
     st.last_run_unix_ms = now_ms();
     st.checkpoints = static_cast<int64_t>(last_.size());
     if (metrics_ != nullptr)
-        metrics_->last_checkpoint.Add({{"flow", flow_.name}}).Set(static_cast<double>(st.last_run_unix_ms) / 1000.0);
+        metrics_->last_checkpoint.Add({{"flow", flow_.name}})
+            .Set(static_cast<double>(st.last_run_unix_ms) / 1000.0);
     std::lock_guard lock(status_mu_);
     status_ = std::move(st);
     return ok();
 }
 
-Result<void> checkpointer::sync_group(const std::string& group, const std::vector<kafka::mm2::checkpoint>& cps,
+Result<void> checkpointer::sync_group(const std::string& group,
+                                      const std::vector<kafka::mm2::checkpoint>& cps,
                                       const std::map<key, bool>& rewound, checkpointer_status& st) {
     kafka::admin dst(target_->client(), 10s);
     RPL_TRY(desc, dst.describe_group(group));
     if (desc.members > 0) {
         // The group is consuming on the target: its own commits win.
-        st.skipped.push_back(group + ": " + std::to_string(desc.members) + " active member(s) on " + flow_.target);
-        log_.info("group " + group + " has " + std::to_string(desc.members) + " active member(s) on " +
-                  flow_.target + " (" + desc.state + "); not syncing its offsets");
-        if (metrics_ != nullptr) metrics_->groups.Add({{"flow", flow_.name}, {"result", "skipped_active"}}).Increment();
+        st.skipped.push_back(group + ": " + std::to_string(desc.members) + " active member(s) on " +
+                             flow_.target);
+        log_.info("group " + group + " has " + std::to_string(desc.members) +
+                  " active member(s) on " + flow_.target + " (" + desc.state +
+                  "); not syncing its offsets");
+        if (metrics_ != nullptr)
+            metrics_->groups.Add({{"flow", flow_.name}, {"result", "skipped_active"}}).Increment();
         return ok();
     }
     RPL_TRY(current, dst.list_group_offsets(group));
@@ -219,14 +236,17 @@ Result<void> checkpointer::sync_group(const std::string& group, const std::vecto
     for (const auto& cp : cps) {
         const auto it = have.find({cp.topic, cp.partition});
         const bool rw = rewound.at(key{cp.group, cp.topic, cp.partition});
-        if (it == have.end() || it->second < cp.downstream_offset || (rw && it->second != cp.downstream_offset))
+        if (it == have.end() || it->second < cp.downstream_offset ||
+            (rw && it->second != cp.downstream_offset))
             commit.push_back({cp.topic, cp.partition, cp.downstream_offset});
     }
     if (commit.empty()) return ok();
     RPL_TRY(dst.alter_group_offsets(group, commit));
     st.synced.push_back(group);
-    log_.debug("synced " + std::to_string(commit.size()) + " offset(s) of group " + group + " on " + flow_.target);
-    if (metrics_ != nullptr) metrics_->groups.Add({{"flow", flow_.name}, {"result", "synced"}}).Increment();
+    log_.debug("synced " + std::to_string(commit.size()) + " offset(s) of group " + group + " on " +
+               flow_.target);
+    if (metrics_ != nullptr)
+        metrics_->groups.Add({{"flow", flow_.name}, {"result", "synced"}}).Increment();
     return ok();
 }
 

@@ -47,10 +47,10 @@ struct checkpoint_metric_families {
 [[nodiscard]] checkpoint_metric_families make_checkpoint_metrics(prometheus::Registry& r);
 
 struct checkpointer_status {
-    int64_t last_run_unix_ms = 0;       // last completed pass
-    int64_t checkpoints = 0;            // distinct (group, topic, partition) known
-    std::vector<std::string> synced;    // groups committed on the target in the last pass
-    std::vector<std::string> skipped;   // "group: reason"
+    int64_t last_run_unix_ms = 0;      // last completed pass
+    int64_t checkpoints = 0;           // distinct (group, topic, partition) known
+    std::vector<std::string> synced;   // groups committed on the target in the last pass
+    std::vector<std::string> skipped;  // "group: reason"
     std::string last_error;
 };
 
@@ -108,8 +108,8 @@ private:
     Logger log_;
     std::string topic_;  // <source>.checkpoints.internal
 
-    std::optional<kafka::Client> source_;       // admin requests on the source
-    std::optional<kafka::producer> target_;     // checkpoints, admin on the target
+    std::optional<kafka::Client> source_;    // admin requests on the source
+    std::optional<kafka::producer> target_;  // checkpoints, admin on the target
     bool topic_ready_ = false;
     std::map<key, last_checkpoint> last_;
 

@@ -30,24 +30,27 @@ kafka::endpoint endpoint_of(const conf::Config& cfg, const std::string& alias) {
 
 Result<std::vector<stored_checkpoint>> read_checkpoints(const kafka::endpoint& target,
                                                         const std::string& source_alias,
-                                                        kafka::deadline_ms deadline, const Logger& log) {
+                                                        kafka::deadline_ms deadline,
+                                                        const Logger& log) {
     std::map<std::string, stored_checkpoint> latest;  // by key bytes
     const std::string topic = kafka::mm2::checkpoints_topic(source_alias);
-    auto end = kafka::read_to_end(target, topic, 0, deadline, log, [&](const kafka::message& m) -> Result<void> {
-        const std::string_view key(static_cast<const char*>(m.key()), m.key_size());
-        if (m.value() == nullptr) {
-            latest.erase(std::string(key));
+    auto end = kafka::read_to_end(
+        target, topic, 0, deadline, log, [&](const kafka::message& m) -> Result<void> {
+            const std::string_view key(static_cast<const char*>(m.key()), m.key_size());
+            if (m.value() == nullptr) {
+                latest.erase(std::string(key));
+                return ok();
+            }
+            auto cp = kafka::mm2::decode_checkpoint(
+                key, std::string_view(static_cast<const char*>(m.value()), m.value_size()));
+            if (!cp) {
+                log.warn(topic + " offset " + std::to_string(m.offset()) + ": " +
+                         cp.error().message + "; skipped");
+                return ok();
+            }
+            latest[std::string(key)] = stored_checkpoint{std::move(cp).value(), m.timestamp()};
             return ok();
-        }
-        auto cp = kafka::mm2::decode_checkpoint(
-            key, std::string_view(static_cast<const char*>(m.value()), m.value_size()));
-        if (!cp) {
-            log.warn(topic + " offset " + std::to_string(m.offset()) + ": " + cp.error().message + "; skipped");
-            return ok();
-        }
-        latest[std::string(key)] = stored_checkpoint{std::move(cp).value(), m.timestamp()};
-        return ok();
-    });
+        });
     if (!end && end.error().code != errc::not_found) return end.error();
     std::vector<stored_checkpoint> out;
     out.reserve(latest.size());
@@ -77,7 +80,8 @@ Result<std::unique_ptr<local_checkpoints>> local_checkpoints::open(const std::fi
 
 // Key: flow STRING + the checkpoint's Kafka key; value: its Kafka value +
 // timestamp INT64.
-Result<void> local_checkpoints::put(const std::string& flow, const std::vector<stored_checkpoint>& cps) {
+Result<void> local_checkpoints::put(const std::string& flow,
+                                    const std::vector<stored_checkpoint>& cps) {
     rocksdb::WriteBatch batch;
     for (const auto& s : cps) {
         std::string key;
@@ -100,7 +104,8 @@ Result<std::vector<stored_checkpoint>> local_checkpoints::all(const std::string&
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
         const auto k = it->key();
         const auto v = it->value();
-        if (v.size() < 8) return fail(errc::corrupt, "checkpoint store: value shorter than its timestamp");
+        if (v.size() < 8)
+            return fail(errc::corrupt, "checkpoint store: value shorter than its timestamp");
         const std::string_view key(k.data() + prefix.size(), k.size() - prefix.size());
         const std::string_view value(v.data(), v.size() - 8);
         RPL_TRY(cp, kafka::mm2::decode_checkpoint(key, value));
@@ -111,7 +116,8 @@ Result<std::vector<stored_checkpoint>> local_checkpoints::all(const std::string&
     return out;
 }
 
-std::vector<translation_row> rows_for(const conf::flow_config& flow, const std::vector<stored_checkpoint>& cps,
+std::vector<translation_row> rows_for(const conf::flow_config& flow,
+                                      const std::vector<stored_checkpoint>& cps,
                                       const std::string& group) {
     const replicator::topic_policy policy(flow);
     const int64_t now = now_ms();
@@ -163,8 +169,8 @@ Result<void> plan_or_apply(const kafka::Client& c, group_plan& plan, bool apply)
         r.current = it == have.end() ? -1 : it->second;
     }
     if (desc.members > 0) {
-        plan.refused = "group " + plan.group + " has " + std::to_string(desc.members) + " active member(s) on " +
-                       plan.cluster + " (" + desc.state + ")";
+        plan.refused = "group " + plan.group + " has " + std::to_string(desc.members) +
+                       " active member(s) on " + plan.cluster + " (" + desc.state + ")";
         return ok();
     }
     if (!apply) return ok();
@@ -177,7 +183,8 @@ Result<void> plan_or_apply(const kafka::Client& c, group_plan& plan, bool apply)
 }  // namespace
 
 Result<std::vector<group_plan>> failover(const conf::Config& cfg, const conf::flow_config& flow,
-                                         const std::vector<translation_row>& rows, bool apply, const Logger& log) {
+                                         const std::vector<translation_row>& rows, bool apply,
+                                         const Logger& log) {
     std::map<std::string, group_plan> plans;
     for (const auto& r : rows) {
         auto& p = plans[r.group];
@@ -185,8 +192,9 @@ Result<std::vector<group_plan>> failover(const conf::Config& cfg, const conf::fl
         p.cluster = flow.target;
         p.rows.push_back({r.topic, r.partition, -1, r.target_offset});
     }
-    RPL_TRY(target, kafka::Client::create(kafka::client_kind::producer, endpoint_of(cfg, flow.target),
-                                          {{"log_level", "3"}}, log));
+    RPL_TRY(target,
+            kafka::Client::create(kafka::client_kind::producer, endpoint_of(cfg, flow.target),
+                                  {{"log_level", "3"}}, log));
     std::vector<group_plan> out;
     for (auto& [g, p] : plans) {
         RPL_TRY(plan_or_apply(target, p, apply));
@@ -197,11 +205,13 @@ Result<std::vector<group_plan>> failover(const conf::Config& cfg, const conf::fl
 
 Result<std::vector<group_plan>> failback(const conf::Config& cfg, const conf::flow_config& flow,
                                          const std::vector<std::string>& groups,
-                                         const std::filesystem::path& scratch_dir, bool apply, const Logger& log) {
+                                         const std::filesystem::path& scratch_dir, bool apply,
+                                         const Logger& log) {
     const kafka::endpoint target_ep = endpoint_of(cfg, flow.target);
     RPL_TRY(runs, offsetsync::store::open(scratch_dir, log));
     RPL_TRY(offsetsync::catch_up(target_ep, *runs, 120s, log));
-    RPL_TRY(target, kafka::Client::create(kafka::client_kind::producer, target_ep, {{"log_level", "3"}}, log));
+    RPL_TRY(target, kafka::Client::create(kafka::client_kind::producer, target_ep,
+                                          {{"log_level", "3"}}, log));
     kafka::admin tadm(target, 15s);
     std::vector<std::string> names = groups;
     if (names.empty()) {
@@ -230,8 +240,9 @@ Result<std::vector<group_plan>> failback(const conf::Config& cfg, const conf::fl
         }
         if (!p.rows.empty() || !groups.empty()) plans.push_back(std::move(p));
     }
-    RPL_TRY(source, kafka::Client::create(kafka::client_kind::producer, endpoint_of(cfg, flow.source),
-                                          {{"log_level", "3"}}, log));
+    RPL_TRY(source,
+            kafka::Client::create(kafka::client_kind::producer, endpoint_of(cfg, flow.source),
+                                  {{"log_level", "3"}}, log));
     for (auto& p : plans) {
         if (p.rows.empty()) {
             p.refused = "group " + p.group + " has no committed offsets on " + flow.target +

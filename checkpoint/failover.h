@@ -28,20 +28,20 @@ struct stored_checkpoint {
 // The latest checkpoint per (group, target topic, partition) in
 // `<source>.checkpoints.internal` on the target, read from the beginning to
 // the end as of the call. A missing topic gives an empty map.
-[[nodiscard]] Result<std::vector<stored_checkpoint>> read_checkpoints(const kafka::endpoint& target,
-                                                                      const std::string& source_alias,
-                                                                      kafka::deadline_ms deadline,
-                                                                      const Logger& log);
+[[nodiscard]] Result<std::vector<stored_checkpoint>> read_checkpoints(
+    const kafka::endpoint& target, const std::string& source_alias, kafka::deadline_ms deadline,
+    const Logger& log);
 
 // The daemon's local copy of the latest checkpoints (RocksDB under
 // state_dir/checkpoints), so lookups need no cluster at all.
 class local_checkpoints {
 public:
     // read_only opens alongside a running daemon.
-    [[nodiscard]] static Result<std::unique_ptr<local_checkpoints>> open(const std::filesystem::path& dir,
-                                                                         bool read_only);
+    [[nodiscard]] static Result<std::unique_ptr<local_checkpoints>> open(
+        const std::filesystem::path& dir, bool read_only);
     ~local_checkpoints();
-    [[nodiscard]] Result<void> put(const std::string& flow, const std::vector<stored_checkpoint>& cps);
+    [[nodiscard]] Result<void> put(const std::string& flow,
+                                   const std::vector<stored_checkpoint>& cps);
     [[nodiscard]] Result<std::vector<stored_checkpoint>> all(const std::string& flow) const;
 
 private:
@@ -52,7 +52,7 @@ private:
 
 struct translation_row {
     std::string group;
-    std::string topic;         // target-side
+    std::string topic;  // target-side
     std::string source_topic;
     int32_t partition = 0;
     int64_t upstream_offset = -1;
@@ -66,7 +66,8 @@ struct translation_row {
 [[nodiscard]] std::vector<translation_row> rows_for(const conf::flow_config& flow,
                                                     const std::vector<stored_checkpoint>& cps,
                                                     const std::string& group);
-[[nodiscard]] Result<void> fill_end_offsets(std::vector<translation_row>& rows, const kafka::endpoint& target,
+[[nodiscard]] Result<void> fill_end_offsets(std::vector<translation_row>& rows,
+                                            const kafka::endpoint& target,
                                             kafka::deadline_ms deadline, const Logger& log);
 
 struct group_plan {
@@ -84,16 +85,18 @@ struct group_plan {
 
 // Forward failover: commit the checkpointed target offsets into each group on
 // the target. `apply` false only plans.
-[[nodiscard]] Result<std::vector<group_plan>> failover(const conf::Config& cfg, const conf::flow_config& flow,
-                                                       const std::vector<translation_row>& rows, bool apply,
-                                                       const Logger& log);
+[[nodiscard]] Result<std::vector<group_plan>> failover(const conf::Config& cfg,
+                                                       const conf::flow_config& flow,
+                                                       const std::vector<translation_row>& rows,
+                                                       bool apply, const Logger& log);
 // Failback: the groups' commits on the target, reverse-translated through
 // the runs (caught up from the target's runs topic into `scratch_dir`), into
 // the same groups on the source. groups empty: every group with commits on
 // the flow's target topics.
-[[nodiscard]] Result<std::vector<group_plan>> failback(const conf::Config& cfg, const conf::flow_config& flow,
+[[nodiscard]] Result<std::vector<group_plan>> failback(const conf::Config& cfg,
+                                                       const conf::flow_config& flow,
                                                        const std::vector<std::string>& groups,
-                                                       const std::filesystem::path& scratch_dir, bool apply,
-                                                       const Logger& log);
+                                                       const std::filesystem::path& scratch_dir,
+                                                       bool apply, const Logger& log);
 
 }  // namespace rpl::checkpoint

@@ -86,8 +86,9 @@ public:
     explicit diagnostics(std::string file) : file_(std::move(file)) {}
 
     void error(pos_t pos, std::string_view key_path, std::string_view what) {
-        std::string text = file_ + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column) + ": " +
-                           one_line(key_path) + ": " + one_line(what);
+        std::string text = file_ + ":" + std::to_string(pos.line) + ":" +
+                           std::to_string(pos.column) + ": " + one_line(key_path) + ": " +
+                           one_line(what);
         list_.push_back({pos.line, pos.column, std::move(text)});
     }
 
@@ -128,7 +129,8 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 // The closest candidate, if it is close enough to be what was meant. The
 // bound grows with the word so that "src" still finds "source" but "foo"
 // does not find "tap".
-std::optional<std::string> closest(std::string_view word, const std::vector<std::string>& candidates) {
+std::optional<std::string> closest(std::string_view word,
+                                   const std::vector<std::string>& candidates) {
     std::optional<std::string> best;
     std::size_t best_d = 0;
     for (const auto& c : candidates) {
@@ -177,8 +179,8 @@ std::string join(const std::vector<std::string>& v, std::string_view sep = ", ")
 // ids and metric labels, so they keep to Kafka's topic alphabet.
 bool is_name(std::string_view s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-               c == '_' || c == '-';
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '_' || c == '-';
     });
 }
 
@@ -214,7 +216,9 @@ public:
         return n ? n->source().begin : header();
     }
 
-    void error(std::string_view key, std::string_view what) { diag_.error(pos(key), path(key), what); }
+    void error(std::string_view key, std::string_view what) {
+        diag_.error(pos(key), path(key), what);
+    }
     void error_at(pos_t p, std::string_view key_path, std::string_view what) {
         diag_.error(p, key_path, what);
     }
@@ -265,8 +269,8 @@ public:
             return false;
         }
         if (v->get() < lo || v->get() > hi) {
-            error(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " +
-                           std::to_string(v->get()));
+            error(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                           ", got " + std::to_string(v->get()));
             return false;
         }
         out = static_cast<int>(v->get());
@@ -281,7 +285,8 @@ public:
         const auto* v = n->as_string();
         if (!v) {
             if (n->is_number()) {
-                error(key, "expected a duration string with a unit, e.g. \"5s\", got " + type_name(*n));
+                error(key,
+                      "expected a duration string with a unit, e.g. \"5s\", got " + type_name(*n));
             } else {
                 wrong_type(key, *n, "a duration string such as \"5s\"");
             }
@@ -415,7 +420,8 @@ public:
     void finish() {
         for (auto&& [k, v] : table_) {
             if (std::find(known_.begin(), known_.end(), k.str()) != known_.end()) continue;
-            diag_.error(k.source().begin, path(k.str()), "unknown key" + did_you_mean(k.str(), known_));
+            diag_.error(k.source().begin, path(k.str()),
+                        "unknown key" + did_you_mean(k.str(), known_));
         }
     }
 
@@ -438,7 +444,8 @@ bool is_loopback(std::string_view host) {
 }
 
 void read_daemon(table_reader& r, daemon_config& d) {
-    if (r.string("state_dir", d.state_dir) && d.state_dir.empty()) r.error("state_dir", "must not be empty");
+    if (r.string("state_dir", d.state_dir) && d.state_dir.empty())
+        r.error("state_dir", "must not be empty");
 
     r.string("admin_token", d.admin_token);
     if (r.string("admin_listen", d.admin_listen)) {
@@ -451,18 +458,19 @@ void read_daemon(table_reader& r, daemon_config& d) {
             host = host.substr(1, host.size() - 2);
         unsigned long port_n = 0;
         const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), port_n);
-        const bool port_ok =
-            !port.empty() && ec == std::errc{} && end == port.data() + port.size() && port_n <= 65535;
+        const bool port_ok = !port.empty() && ec == std::errc{} &&
+                             end == port.data() + port.size() && port_n <= 65535;
         const bool host_ok = !host.empty() && host.find_first_of(" /[]") == std::string::npos &&
                              (host.find(':') == std::string::npos || a.front() == '[');
         if (!port_ok || !host_ok) {
-            r.error("admin_listen",
-                    "expected host:port, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\", got " + quote(a));
+            r.error(
+                "admin_listen",
+                "expected host:port, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\", got " + quote(a));
         } else if (!is_loopback(host)) {
             // The admin endpoint can stop flows; off loopback it needs a token.
             if (d.admin_token.empty()) {
-                r.error("admin_listen",
-                        "listening on " + quote(a) + ", which is not loopback, requires daemon.admin_token");
+                r.error("admin_listen", "listening on " + quote(a) +
+                                            ", which is not loopback, requires daemon.admin_token");
             }
         }
     }
@@ -500,7 +508,8 @@ struct client_entry {
 void flatten_client(const toml::table& t, const std::string& prefix, const pos_t* top_pos,
                     std::vector<client_entry>& out) {
     for (auto&& [k, v] : t) {
-        const std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+        const std::string name =
+            prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
         const pos_t kp = top_pos ? *top_pos : k.source().begin;
         if (const auto* sub = v.as_table()) {
             flatten_client(*sub, name, &kp, out);
@@ -519,15 +528,18 @@ void read_client(diagnostics& diag, const toml::table& t, const std::string& clu
         const std::string key_path = cluster_path + ".client." + e.name;
         const pos_t vpos = e.value->source().begin;
         if (!e.value->is_string() && !e.value->is_number() && !e.value->is_boolean()) {
-            diag.error(vpos, key_path, "expected a string, number or boolean, got " + type_name(*e.value));
+            diag.error(vpos, key_path,
+                       "expected a string, number or boolean, got " + type_name(*e.value));
             continue;
         }
         if (const auto [it, fresh] = seen.emplace(e.name, e.key_pos); !fresh) {
-            diag.error(e.key_pos, key_path, "set twice; first at line " + std::to_string(it->second.line));
+            diag.error(e.key_pos, key_path,
+                       "set twice; first at line " + std::to_string(it->second.line));
             continue;
         }
         if (e.name == "bootstrap.servers" || e.name == "metadata.broker.list") {
-            diag.error(e.key_pos, key_path, "set the brokers with " + cluster_path + ".bootstrap instead");
+            diag.error(e.key_pos, key_path,
+                       "set the brokers with " + cluster_path + ".bootstrap instead");
             continue;
         }
         const std::string value = scalar_to_string(*e.value);
@@ -562,9 +574,9 @@ void read_clusters(diagnostics& diag, const toml::node& node, Config& c) {
         const std::string path = "clusters." + name;
         const auto* ct = v.as_table();
         if (!ct) {
-            diag.error(
-                v.source().begin, path,
-                "expected a table ([" + path + "] with bootstrap = \"host:port\"), got " + type_name(v));
+            diag.error(v.source().begin, path,
+                       "expected a table ([" + path + "] with bootstrap = \"host:port\"), got " +
+                           type_name(v));
             continue;
         }
         if (!is_name(name)) {
@@ -681,12 +693,14 @@ void read_flow(table_reader& r, const known_names& known, bool check_clusters, n
 
     const bool explicit_name = r.string("name", f.name);
     if (!explicit_name) f.name = f.source + "-to-" + f.target;
-    if (explicit_name || (source_ok && target_ok)) claim_name(r, names, f.name, explicit_name, r.path());
+    if (explicit_name || (source_ok && target_ok))
+        claim_name(r, names, f.name, explicit_name, r.path());
 
     r.regexes("topics", f.topics, false);
     r.regexes("exclude_topics", f.exclude_topics, true);
     f.naming = read_naming(r, f.naming);
-    if (r.string("separator", f.separator) && f.naming == naming_policy::prefix && !is_name(f.separator)) {
+    if (r.string("separator", f.separator) && f.naming == naming_policy::prefix &&
+        !is_name(f.separator)) {
         r.error("separator", "with prefix naming the separator must be non-empty and " +
                                  std::string(name_rule) + ", got " + quote(f.separator));
     }
@@ -704,7 +718,8 @@ void read_flow(table_reader& r, const known_names& known, bool check_clusters, n
                 f.replication_factor = static_cast<int>(i->get());
             } else {
                 r.error("replication_factor",
-                        "must be -1 (automatic) or between 1 and 32767, got " + std::to_string(i->get()));
+                        "must be -1 (automatic) or between 1 and 32767, got " +
+                            std::to_string(i->get()));
             }
         } else {
             r.wrong_type("replication_factor", *n, "an integer");
@@ -719,7 +734,8 @@ void read_flow(table_reader& r, const known_names& known, bool check_clusters, n
 }
 
 void read_pair(table_reader& r, const known_names& known, bool check_clusters, name_registry& names,
-               std::map<std::string, std::uint32_t>& pair_names, const std::string& file, Config& c) {
+               std::map<std::string, std::uint32_t>& pair_names, const std::string& file,
+               Config& c) {
     pair_config p;
     p.pos = to_pos(file, r.header());
 
@@ -727,11 +743,12 @@ void read_pair(table_reader& r, const known_names& known, bool check_clusters, n
     if (r.required("clusters") && r.strings("clusters", p.clusters)) {
         const auto* arr = r.find("clusters")->as_array();
         if (p.clusters.size() != 2) {
-            r.error("clusters", "expected exactly two clusters, got " + std::to_string(p.clusters.size()));
+            r.error("clusters",
+                    "expected exactly two clusters, got " + std::to_string(p.clusters.size()));
         } else if (p.clusters[0] == p.clusters[1]) {
-            r.error_at(
-                arr->get(1)->source().begin, r.path("clusters") + "[1]",
-                "cluster " + quote(p.clusters[1]) + " is named twice; a pair joins two different clusters");
+            r.error_at(arr->get(1)->source().begin, r.path("clusters") + "[1]",
+                       "cluster " + quote(p.clusters[1]) +
+                           " is named twice; a pair joins two different clusters");
         } else {
             clusters_ok = true;
             for (std::size_t i = 0; i < 2 && check_clusters; ++i) {
@@ -751,8 +768,8 @@ void read_pair(table_reader& r, const known_names& known, bool check_clusters, n
     if (!p.name.empty()) {
         const auto [it, fresh] = pair_names.emplace(p.name, r.pos("name").line);
         if (!fresh) {
-            r.error("name",
-                    "duplicate pair name " + quote(p.name) + "; first at line " + std::to_string(it->second));
+            r.error("name", "duplicate pair name " + quote(p.name) + "; first at line " +
+                                std::to_string(it->second));
         }
     }
 
@@ -765,19 +782,22 @@ void read_pair(table_reader& r, const known_names& known, bool check_clusters, n
 
     std::vector<std::string> flow_names;
     if (p.clusters.size() == 2) {
-        flow_names = {p.clusters[0] + "-to-" + p.clusters[1], p.clusters[1] + "-to-" + p.clusters[0]};
+        flow_names = {p.clusters[0] + "-to-" + p.clusters[1],
+                      p.clusters[1] + "-to-" + p.clusters[0]};
     }
     if (r.strings("directions", p.directions)) {
         const auto* arr = r.find("directions")->as_array();
         if (p.directions.empty()) {
-            r.error("directions", "is empty, so the pair would run no flow; omit it to run both directions");
+            r.error("directions",
+                    "is empty, so the pair would run no flow; omit it to run both directions");
         }
         for (std::size_t i = 0; i < p.directions.size() && !flow_names.empty(); ++i) {
             const auto& d = p.directions[i];
             if (d != flow_names[0] && d != flow_names[1]) {
-                r.error_at(arr->get(i)->source().begin, r.path("directions") + "[" + std::to_string(i) + "]",
-                           quote(d) + " is not a flow of this pair; expected " + quote(flow_names[0]) +
-                               " or " + quote(flow_names[1]));
+                r.error_at(arr->get(i)->source().begin,
+                           r.path("directions") + "[" + std::to_string(i) + "]",
+                           quote(d) + " is not a flow of this pair; expected " +
+                               quote(flow_names[0]) + " or " + quote(flow_names[1]));
             }
         }
     }
@@ -791,9 +811,9 @@ void read_pair(table_reader& r, const known_names& known, bool check_clusters, n
                 continue;
             }
             if (auto first = names.claim(name, r.path(), r.header().line); !first.empty()) {
-                r.error_at(
-                    r.header(), r.path(),
-                    "its flow " + quote(name) + " has a duplicate name; " + first + " already uses it");
+                r.error_at(r.header(), r.path(),
+                           "its flow " + quote(name) + " has a duplicate name; " + first +
+                               " already uses it");
                 continue;
             }
             flow_config f;
@@ -816,7 +836,8 @@ void read_pair(table_reader& r, const known_names& known, bool check_clusters, n
 
 void check_storage(table_reader& r, const std::string& url) {
     const std::string shown = quote(masked_url(url));
-    const std::string_view hint = "use file:///absolute/path, file://relative/path or s3://bucket/prefix";
+    const std::string_view hint =
+        "use file:///absolute/path, file://relative/path or s3://bucket/prefix";
     if (url.starts_with("file://")) {
         if (url.size() == 7) r.error("storage", "file:// URL has no path; " + std::string(hint));
         return;
@@ -824,7 +845,8 @@ void check_storage(table_reader& r, const std::string& url) {
     if (url.starts_with("s3://")) {
         std::string_view rest = std::string_view(url).substr(5);
         rest = rest.substr(0, rest.find_first_of("/?#"));
-        if (const auto at = rest.rfind('@'); at != std::string_view::npos) rest.remove_prefix(at + 1);
+        if (const auto at = rest.rfind('@'); at != std::string_view::npos)
+            rest.remove_prefix(at + 1);
         if (rest.empty())
             r.error("storage", "s3:// URL " + shown + " has no bucket; write s3://bucket/prefix");
         return;
@@ -835,8 +857,8 @@ void check_storage(table_reader& r, const std::string& url) {
     } else if (url.substr(0, colon) == "file") {
         r.error("storage", "file URLs need two slashes, got " + shown + "; " + std::string(hint));
     } else {
-        r.error("storage", "unsupported storage scheme " + quote(url.substr(0, colon)) + " in " + shown +
-                               "; only file:// and s3:// are supported");
+        r.error("storage", "unsupported storage scheme " + quote(url.substr(0, colon)) + " in " +
+                               shown + "; only file:// and s3:// are supported");
     }
 }
 
@@ -860,7 +882,8 @@ void read_tap(table_reader& r, const known_names& known, bool check_clusters, na
     r.regexes("exclude_topics", t.exclude_topics, true);
     if (r.required("storage") && r.string("storage", t.storage)) check_storage(r, t.storage);
 
-    if (r.string("compression", t.compression) && t.compression != "zstd" && t.compression != "none") {
+    if (r.string("compression", t.compression) && t.compression != "zstd" &&
+        t.compression != "none") {
         r.error("compression", "expected \"zstd\" or \"none\", got " + quote(t.compression));
     }
     r.integer("compression_level", t.compression_level, 1, 22);
@@ -875,9 +898,10 @@ void read_tap(table_reader& r, const known_names& known, bool check_clusters, na
     } else if (has_access != has_secret) {
         // One without the other would sign with a key from the environment
         // and a secret from the file: fails late and confusingly.
-        r.error(has_access ? "s3_access_key" : "s3_secret_key",
-                "set both s3_access_key and s3_secret_key, or neither (to use AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY)");
+        r.error(
+            has_access ? "s3_access_key" : "s3_secret_key",
+            "set both s3_access_key and s3_secret_key, or neither (to use AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY)");
     }
     r.interval("rpo_target", t.rpo_target);
     r.interval("rto_target", t.rto_target);
@@ -891,9 +915,9 @@ void for_each_table(diagnostics& diag, const toml::node* node, std::string_view 
     if (!node) return;
     const auto* arr = node->as_array();
     if (!arr) {
-        diag.error(
-            node->source().begin, key,
-            "expected an array of tables (write [[" + std::string(key) + "]]), got " + type_name(*node));
+        diag.error(node->source().begin, key,
+                   "expected an array of tables (write [[" + std::string(key) + "]]), got " +
+                       type_name(*node));
         return;
     }
     for (std::size_t i = 0; i < arr->size(); ++i) {
@@ -913,7 +937,8 @@ pos_t first_table_pos(const toml::table& root) {
         const auto* arr = root.get_as<toml::array>(key);
         if (!arr || arr->empty()) continue;
         const pos_t p = arr->get(0)->source().begin;
-        if (!first || p.line < first->line || (p.line == first->line && p.column < first->column)) first = p;
+        if (!first || p.line < first->line || (p.line == first->line && p.column < first->column))
+            first = p;
     }
     return first.value_or(pos_t{1, 1});
 }
@@ -955,7 +980,8 @@ Result<Config> parse(std::string_view text, const std::string& path) {
     const toml::node* clusters = root.get("clusters");
     if (!check_clusters && (flows || pairs || taps) && (!clusters || clusters->is_table())) {
         diag.error(first_table_pos(root), "clusters",
-                   "no clusters defined; add a [clusters.NAME] table with bootstrap = \"host:port\" for each "
+                   "no clusters defined; add a [clusters.NAME] table with bootstrap = "
+                   "\"host:port\" for each "
                    "cluster that flows and taps name");
     }
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,14 +37,14 @@ struct source_pos {
 struct daemon_config {
     std::string state_dir = "/var/lib/replicatord";  // RocksDB index; rebuilt from Kafka if lost
     std::string admin_listen = "127.0.0.1:9464";     // /metrics, /healthz, /readyz, /status
-    std::string admin_token;                          // bearer token; required for non-loopback
-    std::string log_level = "info";                   // trace|debug|info|warn|error
+    std::string admin_token;                         // bearer token; required for non-loopback
+    std::string log_level = "info";                  // trace|debug|info|warn|error
 };
 
 struct cluster_config {
-    std::string name;                                // alias, e.g. "primary"
-    std::string bootstrap;                           // bootstrap.servers
-    std::map<std::string, std::string> client;      // librdkafka properties, passed through
+    std::string name;                           // alias, e.g. "primary"
+    std::string bootstrap;                      // bootstrap.servers
+    std::map<std::string, std::string> client;  // librdkafka properties, passed through
     source_pos pos;
 };
 
@@ -51,38 +52,38 @@ enum class naming_policy { prefix, identity };
 
 struct flow_config {
     std::string name;
-    std::string source;                  // cluster alias
-    std::string target;                  // cluster alias
+    std::string source;                        // cluster alias
+    std::string target;                        // cluster alias
     std::vector<std::string> topics = {".*"};  // full-match regexes
     std::vector<std::string> exclude_topics;   // full-match regexes
     naming_policy naming = naming_policy::prefix;
-    std::string separator = ".";         // prefix naming: <source><separator><topic>
+    std::string separator = ".";               // prefix naming: <source><separator><topic>
     std::vector<std::string> groups = {".*"};  // consumer groups to checkpoint (full match)
     std::vector<std::string> exclude_groups;
     duration checkpoint_interval{5000};
-    duration refresh_interval{5000};     // topic/partition discovery
+    duration refresh_interval{5000};  // topic/partition discovery
     duration heartbeat_interval{1000};
     bool sync_group_offsets = true;
     bool emit_checkpoints = true;
     bool heartbeats = true;
-    int replication_factor = -1;         // -1: min(3, brokers on the target)
+    int replication_factor = -1;                      // -1: min(3, brokers on the target)
     std::uint64_t max_in_flight_bytes = 64ull << 20;  // consumption pauses beyond this
     // Records read and not yet committed back to the source; consumption
     // pauses beyond this, so a crash re-sends at most this many per flow.
     std::uint64_t max_in_flight_records = 50000;
     std::optional<duration> rpo_target;
     std::optional<duration> rto_target;
-    std::string from_pair;               // name of the [[pair]] that produced it, if any
+    std::string from_pair;  // name of the [[pair]] that produced it, if any
     source_pos pos;
 };
 
 struct pair_config {
-    std::string name;                    // defaults to "<a>-<b>"
-    std::vector<std::string> clusters;   // exactly two, distinct
+    std::string name;                   // defaults to "<a>-<b>"
+    std::vector<std::string> clusters;  // exactly two, distinct
     std::vector<std::string> topics = {".*"};
     std::vector<std::string> exclude_topics;
     naming_policy naming = naming_policy::prefix;
-    std::vector<std::string> directions; // flow names to run here; empty = both
+    std::vector<std::string> directions;  // flow names to run here; empty = both
     std::vector<std::string> groups = {".*"};
     std::optional<duration> rpo_target;
     std::optional<duration> rto_target;
@@ -91,19 +92,19 @@ struct pair_config {
 
 struct tap_config {
     std::string name;
-    std::string source;                  // cluster alias
+    std::string source;  // cluster alias
     std::vector<std::string> topics = {".*"};
     std::vector<std::string> exclude_topics;
     // file:///abs/path, file://rel/path (relative to the working directory),
     // or s3://bucket/prefix?region=..&endpoint=..
     std::string storage;
     std::string compression = "zstd";
-    int compression_level = 3;           // zstd 1..22
+    int compression_level = 3;  // zstd 1..22
     std::uint64_t segment_max_bytes = 64ull << 20;
     duration segment_max_interval{60000};
     duration group_snapshot_interval{30000};
-    std::string s3_access_key;           // secret-bearing; also from AWS_ACCESS_KEY_ID
-    std::string s3_secret_key;           // secret; also from AWS_SECRET_ACCESS_KEY
+    std::string s3_access_key;  // secret-bearing; also from AWS_ACCESS_KEY_ID
+    std::string s3_secret_key;  // secret; also from AWS_SECRET_ACCESS_KEY
     std::optional<duration> rpo_target;
     std::optional<duration> rto_target;
     source_pos pos;
@@ -113,7 +114,7 @@ struct Config {
     std::string path;
     daemon_config daemon;
     std::map<std::string, cluster_config> clusters;
-    std::vector<flow_config> flows;      // includes the two flows each [[pair]] expands to
+    std::vector<flow_config> flows;  // includes the two flows each [[pair]] expands to
     std::vector<pair_config> pairs;
     std::vector<tap_config> taps;
 
@@ -150,6 +151,11 @@ struct Config {
 // s in double quotes with \" \\ \n \t \r and \uXXXX escapes: a TOML basic
 // string and a JSON string alike.
 [[nodiscard]] std::string quoted_string(std::string_view s);
+
+// Topic and group regexes, compiled ECMAScript; load() validated them, so
+// this does not fail for a loaded config. Matching is always a full match.
+[[nodiscard]] std::vector<std::regex> compile_patterns(const std::vector<std::string>& patterns);
+[[nodiscard]] bool full_match_any(const std::vector<std::regex>& res, const std::string& s);
 
 // Human-readable dump of the effective config, secrets masked.
 [[nodiscard]] std::string describe(const Config& c);

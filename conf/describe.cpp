@@ -86,7 +86,8 @@ private:
 
 std::string describe(const Config& c) {
     writer w;
-    w.header("# replicatord effective configuration from " + c.path + " (defaults applied, secrets masked)");
+    w.header("# replicatord effective configuration from " + c.path +
+             " (defaults applied, secrets masked)");
 
     w.header("[daemon]");
     w.str("state_dir", c.daemon.state_dir);

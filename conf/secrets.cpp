@@ -50,7 +50,8 @@ bool is_secret_key(std::string_view name) {
     // OAUTHBEARER config string, which holds the unsecured JWT's principal and
     // often a client secret.
     return n.starts_with("ssl.key.") || n.starts_with("ssl.keystore.") || n.ends_with(".key.pem") ||
-           n.ends_with("_key.pem") || n == "sasl.oauthbearer.config" || n == "api_key" || n == "apikey";
+           n.ends_with("_key.pem") || n == "sasl.oauthbearer.config" || n == "api_key" ||
+           n == "apikey";
 }
 
 std::string masked(std::string_view name, std::string_view value) {

@@ -168,4 +168,19 @@ const char* to_string(naming_policy p) noexcept {
     return "prefix";
 }
 
+std::vector<std::regex> compile_patterns(const std::vector<std::string>& patterns) {
+    std::vector<std::regex> out;
+    out.reserve(patterns.size());
+    for (const auto& p : patterns)
+        out.emplace_back(p, std::regex::ECMAScript | std::regex::optimize);
+    return out;
+}
+
+bool full_match_any(const std::vector<std::regex>& res, const std::string& s) {
+    for (const auto& re : res) {
+        if (std::regex_match(s, re)) return true;
+    }
+    return false;
+}
+
 }  // namespace rpl::conf

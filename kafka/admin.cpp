@@ -30,13 +30,15 @@ Result<event_ptr> wait_result(const Client& c, rd_kafka_queue_t* q, deadline_ms 
                                        std::to_string(deadline.count()) + " ms");
     if (const auto err = rd_kafka_event_error(ev.get())) {
         Error e = kafka_error(err, what + " on " + c.where().describe());
-        if (const char* s = rd_kafka_event_error_string(ev.get())) e.message += std::string(" (") + s + ")";
+        if (const char* s = rd_kafka_event_error_string(ev.get()))
+            e.message += std::string(" (") + s + ")";
         return boost::outcome_v2::failure(std::move(e));
     }
     return ev;
 }
 
-Result<void> topic_results(const rd_kafka_topic_result_t* const* res, size_t n, const std::string& what) {
+Result<void> topic_results(const rd_kafka_topic_result_t* const* res, size_t n,
+                           const std::string& what) {
     for (size_t i = 0; i < n; ++i) {
         const auto err = rd_kafka_topic_result_error(res[i]);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) continue;
@@ -60,7 +62,7 @@ Result<void> admin::create_topic(const std::string& name, int partitions, int re
     if (!nt) return fail(errc::invalid_config, "create topic " + name + ": " + err);
     for (const auto& [k, v] : configs) {
         if (const auto e = rd_kafka_NewTopic_set_config(nt.get(), k.c_str(), v.c_str()))
-            return kafka_error(e, "create topic " + name + ": config " + k);
+            return kafka_error(e, "create topic " + name + ": config " += k);
     }
     queue_ptr q(rd_kafka_queue_new(c_->get()));
     auto opts = make_options(*c_, RD_KAFKA_ADMIN_OP_CREATETOPICS, deadline_);
@@ -68,7 +70,8 @@ Result<void> admin::create_topic(const std::string& name, int partitions, int re
     rd_kafka_CreateTopics(c_->get(), arr, 1, opts.get(), q.get());
     RPL_TRY(ev, wait_result(*c_, q.get(), deadline_, "create topic " + name));
     size_t n = 0;
-    const auto* res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev.get()), &n);
+    const auto* res =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev.get()), &n);
     return topic_results(res, n, "create topic");
 }
 
@@ -81,7 +84,8 @@ Result<void> admin::delete_topic(const std::string& name) const {
     rd_kafka_DeleteTopics(c_->get(), arr, 1, opts.get(), q.get());
     RPL_TRY(ev, wait_result(*c_, q.get(), deadline_, "delete topic " + name));
     size_t n = 0;
-    const auto* res = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev.get()), &n);
+    const auto* res =
+        rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev.get()), &n);
     return topic_results(res, n, "delete topic");
 }
 
@@ -97,14 +101,16 @@ Result<void> admin::create_partitions(const std::string& name, int total) const 
     rd_kafka_CreatePartitions(c_->get(), arr, 1, opts.get(), q.get());
     RPL_TRY(ev, wait_result(*c_, q.get(), deadline_, "add partitions to " + name));
     size_t n = 0;
-    const auto* res =
-        rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(ev.get()), &n);
+    const auto* res = rd_kafka_CreatePartitions_result_topics(
+        rd_kafka_event_CreatePartitions_result(ev.get()), &n);
     return topic_results(res, n, "add partitions to");
 }
 
 namespace {
 struct config_resource_deleter {
-    void operator()(rd_kafka_ConfigResource_t* p) const noexcept { rd_kafka_ConfigResource_destroy(p); }
+    void operator()(rd_kafka_ConfigResource_t* p) const noexcept {
+        rd_kafka_ConfigResource_destroy(p);
+    }
 };
 using config_resource_ptr = std::unique_ptr<rd_kafka_ConfigResource_t, config_resource_deleter>;
 }  // namespace
@@ -117,8 +123,8 @@ Result<std::vector<config_entry>> admin::describe_topic_configs(const std::strin
     rd_kafka_DescribeConfigs(c_->get(), arr, 1, opts.get(), q.get());
     RPL_TRY(ev, wait_result(*c_, q.get(), deadline_, "describe configs of " + name));
     size_t n = 0;
-    const auto* rs =
-        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev.get()), &n);
+    const auto* rs = rd_kafka_DescribeConfigs_result_resources(
+        rd_kafka_event_DescribeConfigs_result(ev.get()), &n);
     std::vector<config_entry> out;
     for (size_t i = 0; i < n; ++i) {
         if (const auto err = rd_kafka_ConfigResource_error(rs[i]))
@@ -145,7 +151,7 @@ Result<void> admin::alter_topic_configs(const std::string& name,
     config_resource_ptr res(rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, name.c_str()));
     for (const auto& [k, v] : configs) {
         if (const auto e = rd_kafka_ConfigResource_set_config(res.get(), k.c_str(), v.c_str()))
-            return kafka_error(e, "alter configs of " + name + ": " + k);
+            return kafka_error(e, "alter configs of " + name + ": " += k);
     }
     queue_ptr q(rd_kafka_queue_new(c_->get()));
     auto opts = make_options(*c_, RD_KAFKA_ADMIN_OP_ALTERCONFIGS, deadline_);
@@ -158,7 +164,8 @@ Result<void> admin::alter_topic_configs(const std::string& name,
     for (size_t i = 0; i < n; ++i) {
         if (const auto err = rd_kafka_ConfigResource_error(rs[i])) {
             Error e = kafka_error(err, "alter configs of " + name);
-            if (const char* s = rd_kafka_ConfigResource_error_string(rs[i])) e.message += std::string(" (") + s + ")";
+            if (const char* s = rd_kafka_ConfigResource_error_string(rs[i]))
+                e.message += std::string(" (") + s + ")";
             return boost::outcome_v2::failure(std::move(e));
         }
     }
@@ -177,7 +184,8 @@ Result<std::vector<group_listing>> admin::list_groups() const {
     for (size_t i = 0; i < n; ++i) {
         group_listing g;
         g.group_id = rd_kafka_ConsumerGroupListing_group_id(groups[i]);
-        g.state = rd_kafka_consumer_group_state_name(rd_kafka_ConsumerGroupListing_state(groups[i]));
+        g.state =
+            rd_kafka_consumer_group_state_name(rd_kafka_ConsumerGroupListing_state(groups[i]));
         g.is_simple = rd_kafka_ConsumerGroupListing_is_simple_consumer_group(groups[i]) != 0;
         out.push_back(std::move(g));
     }
@@ -225,14 +233,16 @@ Result<partition_list> admin::list_group_offsets(const std::string& group) const
     partition_list out;
     for (size_t i = 0; i < n; ++i) {
         if (const rd_kafka_error_t* e = rd_kafka_group_result_error(rs[i]))
-            return fail(errc::kafka, "list offsets of group " + group + ": " + rd_kafka_error_string(e));
+            return fail(errc::kafka,
+                        "list offsets of group " + group + ": " + rd_kafka_error_string(e));
         for (auto& p : from_tpl(rd_kafka_group_result_partitions(rs[i])))
             if (p.offset >= 0) out.push_back(std::move(p));
     }
     return out;
 }
 
-Result<void> admin::alter_group_offsets(const std::string& group, const partition_list& offsets) const {
+Result<void> admin::alter_group_offsets(const std::string& group,
+                                        const partition_list& offsets) const {
     queue_ptr q(rd_kafka_queue_new(c_->get()));
     auto opts = make_options(*c_, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, deadline_);
     tpl_ptr tpl = to_tpl(offsets);
@@ -248,13 +258,15 @@ Result<void> admin::alter_group_offsets(const std::string& group, const partitio
         rd_kafka_event_AlterConsumerGroupOffsets_result(ev.get()), &n);
     for (size_t i = 0; i < n; ++i) {
         if (const rd_kafka_error_t* e = rd_kafka_group_result_error(rs[i]))
-            return fail(errc::kafka, "commit offsets of group " + group + ": " + rd_kafka_error_string(e));
+            return fail(errc::kafka,
+                        "commit offsets of group " + group + ": " + rd_kafka_error_string(e));
         const auto* parts = rd_kafka_group_result_partitions(rs[i]);
         for (int j = 0; parts != nullptr && j < parts->cnt; ++j) {
             if (parts->elems[j].err)
-                return kafka_error(parts->elems[j].err, "commit offsets of group " + group + " " +
-                                                            parts->elems[j].topic + "/" +
-                                                            std::to_string(parts->elems[j].partition));
+                return kafka_error(parts->elems[j].err,
+                                   "commit offsets of group " + group + " " +
+                                       parts->elems[j].topic + "/" +
+                                       std::to_string(parts->elems[j].partition));
         }
     }
     return ok();

@@ -39,9 +39,9 @@ public:
         : c_(&c), deadline_(deadline) {}
 
     // errc::conflict if the topic exists already.
-    [[nodiscard]] Result<void> create_topic(const std::string& name, int partitions,
-                                            int replication_factor,
-                                            const std::map<std::string, std::string>& configs) const;
+    [[nodiscard]] Result<void> create_topic(
+        const std::string& name, int partitions, int replication_factor,
+        const std::map<std::string, std::string>& configs) const;
     [[nodiscard]] Result<void> delete_topic(const std::string& name) const;
     [[nodiscard]] Result<void> create_partitions(const std::string& name, int total) const;
     [[nodiscard]] Result<std::vector<config_entry>> describe_topic_configs(

@@ -37,10 +37,8 @@ bool is_retriable(rd_kafka_resp_err_t err) noexcept {
         case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
         case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
         case RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR:
-        case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
-            return true;
-        default:
-            return false;
+        case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS: return true;
+        default: return false;
     }
 }
 
@@ -51,7 +49,10 @@ void log_cb(const rd_kafka_t* rk, int lvl, const char* fac, const char* buf) {
     if (opaque == nullptr) return;
     const Logger& log = static_cast<const client_context*>(opaque)->log;
     // syslog levels: 0-3 error, 4 warning, 5-6 info/notice, 7 debug.
-    level l = lvl <= 3 ? level::error : lvl == 4 ? level::warn : lvl <= 6 ? level::info : level::debug;
+    level l = lvl <= 3   ? level::error
+              : lvl == 4 ? level::warn
+              : lvl <= 6 ? level::info
+                         : level::debug;
     std::string line = "librdkafka ";
     line += fac;
     line += ": ";
@@ -74,14 +75,18 @@ void error_cb(rd_kafka_t* /*rk*/, int err, const char* reason, void* opaque) {
     const bool expected = code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
                           code == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
                           code == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
-    log.log(code == RD_KAFKA_RESP_ERR__FATAL ? level::error : expected ? level::debug : level::warn, line);
+    log.log(code == RD_KAFKA_RESP_ERR__FATAL ? level::error
+            : expected                       ? level::debug
+                                             : level::warn,
+            line);
 }
 
 Result<void> set(rd_kafka_conf_t* conf, const std::string& name, const std::string& value,
                  const endpoint& ep) {
     char err[512] = {0};
     if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
-        return fail(errc::invalid_config, "cluster " + ep.alias + ": property " + name + ": " + err);
+        return fail(errc::invalid_config,
+                    "cluster " + ep.alias + ": property " + name + ": " + err);
     return ok();
 }
 
@@ -118,7 +123,8 @@ Result<Client> Client::create(client_kind kind, const endpoint& ep, const proper
     // rd_kafka_new takes ownership of conf only on success.
     rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
     if (rk == nullptr)
-        return fail(errc::invalid_config, "cluster " + ep.describe() + ": cannot create client: " + err);
+        return fail(errc::invalid_config,
+                    "cluster " + ep.describe() + ": cannot create client: " + err);
     (void)conf.release();
     c.rk_ = rk;
     if (kind == client_kind::consumer) rd_kafka_poll_set_consumer(rk);
@@ -165,7 +171,8 @@ void Client::close(deadline_ms deadline, rebalance_event_fn on_rebalance) noexce
             if (on_rebalance) {
                 on_rebalance(rk_, rd_kafka_event_error(ev.get()), parts);
             } else if (std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0) {
-                if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk_, parts)) rd_kafka_error_destroy(e);
+                if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk_, parts))
+                    rd_kafka_error_destroy(e);
             } else {
                 rd_kafka_assign(rk_, nullptr);
             }
@@ -202,21 +209,24 @@ void Client::destroy() noexcept {
         done->set_value();
     }).detach();
     if (finished.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
-        log.warn("librdkafka did not finish destroying the consumer within 5 s (a known hang of "
-                  "librdkafka 2.0.2 after a topic deletion); leaving it behind");
+        log.warn(
+            "librdkafka did not finish destroying the consumer within 5 s (a known hang of "
+            "librdkafka 2.0.2 after a topic deletion); leaving it behind");
     }
     rk_ = nullptr;
 }
 
 const topic_info* cluster_metadata::topic(const std::string& name) const {
-    auto it = std::lower_bound(topics.begin(), topics.end(), name,
-                               [](const topic_info& t, const std::string& n) { return t.name < n; });
+    auto it =
+        std::lower_bound(topics.begin(), topics.end(), name,
+                         [](const topic_info& t, const std::string& n) { return t.name < n; });
     return it != topics.end() && it->name == name ? &*it : nullptr;
 }
 
 Result<cluster_metadata> fetch_metadata(const Client& c, deadline_ms deadline) {
     const rd_kafka_metadata_t* md = nullptr;
-    const auto err = rd_kafka_metadata(c.get(), 1, nullptr, &md, static_cast<int>(deadline.count()));
+    const auto err =
+        rd_kafka_metadata(c.get(), 1, nullptr, &md, static_cast<int>(deadline.count()));
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         Error e = kafka_error(err, "cluster " + c.where().describe() + ": metadata request");
         if (e.code == errc::timeout || e.code == errc::unreachable) {

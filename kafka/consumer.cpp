@@ -7,7 +7,8 @@ namespace rpl::kafka {
 tpl_ptr to_tpl(const partition_list& parts) {
     tpl_ptr tpl = make_tpl(static_cast<int>(parts.size()));
     for (const auto& p : parts)
-        rd_kafka_topic_partition_list_add(tpl.get(), p.topic.c_str(), p.partition)->offset = p.offset;
+        rd_kafka_topic_partition_list_add(tpl.get(), p.topic.c_str(), p.partition)->offset =
+            p.offset;
     return tpl;
 }
 
@@ -29,7 +30,8 @@ void consumer::rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
         if (st->h.on_assign) st->h.on_assign(list);
         if (cooperative) {
             if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, parts)) {
-                st->log.error(std::string("incremental assign failed: ") + rd_kafka_error_string(e));
+                st->log.error(std::string("incremental assign failed: ") +
+                              rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
             }
         } else {
@@ -126,7 +128,8 @@ Result<void> consumer::commit(const partition_list& positions, bool async) {
 
 Result<partition_list> consumer::committed(const partition_list& parts, deadline_ms deadline) {
     tpl_ptr tpl = to_tpl(parts);
-    const auto err = rd_kafka_committed(client_.get(), tpl.get(), static_cast<int>(deadline.count()));
+    const auto err =
+        rd_kafka_committed(client_.get(), tpl.get(), static_cast<int>(deadline.count()));
     if (err) return kafka_error(err, "committed offsets from " + client_.where().describe());
     return from_tpl(tpl.get());
 }
@@ -134,8 +137,8 @@ Result<partition_list> consumer::committed(const partition_list& parts, deadline
 Result<void> consumer::seek(const partition_list& positions, deadline_ms deadline) {
     if (positions.empty()) return ok();
     tpl_ptr tpl = to_tpl(positions);
-    if (rd_kafka_error_t* e =
-            rd_kafka_seek_partitions(client_.get(), tpl.get(), static_cast<int>(deadline.count()))) {
+    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(client_.get(), tpl.get(),
+                                                       static_cast<int>(deadline.count()))) {
         Error out{errc::kafka, std::string("seek on ") + client_.where().describe() + ": " +
                                    rd_kafka_error_string(e)};
         rd_kafka_error_destroy(e);

@@ -31,8 +31,8 @@ using partition_list = std::vector<topic_partition>;
 [[nodiscard]] partition_list from_tpl(const rd_kafka_topic_partition_list_t* tpl);
 
 struct rebalance_handler {
-    std::function<void(const partition_list&)> on_assign;   // before fetching starts
-    std::function<void(const partition_list&)> on_revoke;   // before they are given up
+    std::function<void(const partition_list&)> on_assign;  // before fetching starts
+    std::function<void(const partition_list&)> on_revoke;  // before they are given up
     // The broker's answer to a commit: the offsets it took (per-partition
     // failures are left out).
     std::function<void(const partition_list&)> on_committed;

@@ -26,7 +26,8 @@ size_t message::wire_size() const noexcept {
         const void* value = nullptr;
         size_t size = 0;
         for (size_t i = 0;
-             rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
+             rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+             ++i)
             n += size + std::char_traits<char>::length(name);
     }
     return n;

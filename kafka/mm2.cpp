@@ -26,7 +26,8 @@ Result<heartbeat> decode_heartbeat(std::string_view key, std::string_view value)
     RPL_TRY(k.done());
     wire::reader v(value);
     RPL_TRY(version, v.i16("heartbeat value version"));
-    if (version != 0) return fail(errc::corrupt, "heartbeat value version " + std::to_string(version));
+    if (version != 0)
+        return fail(errc::corrupt, "heartbeat value version " + std::to_string(version));
     RPL_TRY(ts, v.i64("heartbeat timestamp"));
     RPL_TRY(v.done());
     h.source_alias = std::move(src);
@@ -61,7 +62,8 @@ Result<checkpoint> decode_checkpoint(std::string_view key, std::string_view valu
     RPL_TRY(k.done());
     wire::reader v(value);
     RPL_TRY(version, v.i16("checkpoint value version"));
-    if (version != 0) return fail(errc::corrupt, "checkpoint value version " + std::to_string(version));
+    if (version != 0)
+        return fail(errc::corrupt, "checkpoint value version " + std::to_string(version));
     RPL_TRY(upstream, v.i64("checkpoint upstream offset"));
     RPL_TRY(downstream, v.i64("checkpoint downstream offset"));
     RPL_TRY(metadata, v.string("checkpoint metadata"));

@@ -21,7 +21,8 @@ Result<producer> producer::create(const endpoint& ep, const properties& override
     forced["enable.idempotence"] = "true";
     forced["acks"] = "all";
     auto st = std::make_unique<state>(state{std::move(on_delivery)});
-    auto setup = +[](rd_kafka_conf_t* conf, void*) { rd_kafka_conf_set_dr_msg_cb(conf, &dr_msg_cb); };
+    auto setup =
+        +[](rd_kafka_conf_t* conf, void*) { rd_kafka_conf_set_dr_msg_cb(conf, &dr_msg_cb); };
     RPL_TRY(c, Client::create(client_kind::producer, ep, forced, log, setup, &st->fn));
     return producer(std::move(c), std::move(st));
 }
@@ -44,9 +45,8 @@ rd_kafka_resp_err_t producer::produce(const std::string& topic, int32_t partitio
         err = rd_kafka_producev(client_.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
                                 RD_KAFKA_V_KEY(m.key(), m.key_size()),
                                 RD_KAFKA_V_VALUE(const_cast<void*>(m.value()), m.value_size()),
-                                RD_KAFKA_V_HEADERS(hdrs.get()),
-                                RD_KAFKA_V_TIMESTAMP(m.timestamp()), RD_KAFKA_V_OPAQUE(opaque),
-                                RD_KAFKA_V_END);
+                                RD_KAFKA_V_HEADERS(hdrs.get()), RD_KAFKA_V_TIMESTAMP(m.timestamp()),
+                                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             (void)hdrs.release();
         } else {
@@ -69,11 +69,11 @@ rd_kafka_resp_err_t producer::produce_copy(const std::string& topic, int32_t par
     rd_kafka_topic_t* rkt = topic_handle(topic);
     void* payload = value != nullptr ? const_cast<char*>(value->data()) : nullptr;
     const size_t len = value != nullptr ? value->size() : 0;
-    return rd_kafka_producev(
-        client_.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
-        RD_KAFKA_V_VALUE(payload, len),
-        RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    return rd_kafka_producev(client_.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(payload, len),
+                             RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_OPAQUE(opaque),
+                             RD_KAFKA_V_END);
 }
 
 Result<void> producer::flush(deadline_ms deadline) {
@@ -88,7 +88,8 @@ void producer::purge() noexcept {
 
 std::string producer::fatal_error() const {
     char buf[512] = {0};
-    if (rd_kafka_fatal_error(client_.get(), buf, sizeof buf) == RD_KAFKA_RESP_ERR_NO_ERROR) return {};
+    if (rd_kafka_fatal_error(client_.get(), buf, sizeof buf) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return {};
     return buf;
 }
 

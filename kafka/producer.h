@@ -48,7 +48,9 @@ public:
                                                    std::string_view key, const std::string* value,
                                                    int64_t timestamp, void* opaque);
 
-    int poll(std::chrono::milliseconds timeout) { return rd_kafka_poll(client_.get(), static_cast<int>(timeout.count())); }
+    int poll(std::chrono::milliseconds timeout) {
+        return rd_kafka_poll(client_.get(), static_cast<int>(timeout.count()));
+    }
     [[nodiscard]] Result<void> flush(deadline_ms deadline);
     // Drops everything queued or in flight; their delivery reports arrive
     // with RD_KAFKA_RESP_ERR__PURGE_QUEUE / __PURGE_INFLIGHT on the next poll.

@@ -49,9 +49,7 @@ Result<int64_t> read_to_end(const endpoint& ep, const std::string& topic, int32_
                             const std::function<Result<void>(const message&)>& on_record) {
     using clock_type = std::chrono::steady_clock;
     const auto until = clock_type::now() + deadline;
-    auto left = [&] {
-        return std::chrono::duration_cast<deadline_ms>(until - clock_type::now());
-    };
+    auto left = [&] { return std::chrono::duration_cast<deadline_ms>(until - clock_type::now()); };
     RPL_TRY(rd, reader::create(ep, {}, log));
     RPL_TRY(wm, rd.query_watermarks(topic, partition, std::max(left(), deadline_ms(1))));
     const int64_t high = wm.high;
@@ -61,10 +59,10 @@ Result<int64_t> read_to_end(const endpoint& ep, const std::string& topic, int32_
     while (next < high) {
         const auto remaining = left();
         if (remaining <= deadline_ms(0))
-            return fail(errc::timeout, "reading " + topic + "/" + std::to_string(partition) + " on " +
-                                           ep.describe() + ": reached offset " + std::to_string(next) +
-                                           " of " + std::to_string(high) + " within " +
-                                           std::to_string(deadline.count()) + " ms");
+            return fail(errc::timeout, "reading " + topic + "/" + std::to_string(partition) +
+                                           " on " + ep.describe() + ": reached offset " +
+                                           std::to_string(next) + " of " + std::to_string(high) +
+                                           " within " + std::to_string(deadline.count()) + " ms");
         message m = rd.poll(std::min<deadline_ms>(remaining, deadline_ms(500)));
         if (!m) continue;
         if (m.err() == RD_KAFKA_RESP_ERR__PARTITION_EOF) {

@@ -56,8 +56,8 @@ private:
 // the read by failing). A missing topic is errc::not_found. Compaction holes
 // are fine: partition EOF also ends the read. errc::timeout if the end was
 // not reached within the deadline. Returns the end offset read up to.
-[[nodiscard]] Result<int64_t> read_to_end(const endpoint& ep, const std::string& topic, int32_t partition,
-                                          deadline_ms deadline, const Logger& log,
-                                          const std::function<Result<void>(const message&)>& on_record);
+[[nodiscard]] Result<int64_t> read_to_end(
+    const endpoint& ep, const std::string& topic, int32_t partition, deadline_ms deadline,
+    const Logger& log, const std::function<Result<void>(const message&)>& on_record);
 
 }  // namespace rpl::kafka

@@ -15,16 +15,16 @@
 namespace rpl {
 
 enum class errc {
-    invalid_config,   // the config file is wrong; fix the file
-    unreachable,      // a cluster or store did not answer within its deadline
-    kafka,            // a librdkafka call failed (message has rd_kafka_err2str)
-    not_found,        // a topic, group, object or key that should exist does not
-    conflict,         // existing state disagrees (partition counts, formats)
-    io,               // local disk or object store I/O
-    corrupt,          // data failed a checksum or format check
-    timeout,          // a deadline passed
-    cancelled,        // shutdown in progress; not an error to report loudly
-    internal,         // a bug
+    invalid_config,  // the config file is wrong; fix the file
+    unreachable,     // a cluster or store did not answer within its deadline
+    kafka,           // a librdkafka call failed (message has rd_kafka_err2str)
+    not_found,       // a topic, group, object or key that should exist does not
+    conflict,        // existing state disagrees (partition counts, formats)
+    io,              // local disk or object store I/O
+    corrupt,         // data failed a checksum or format check
+    timeout,         // a deadline passed
+    cancelled,       // shutdown in progress; not an error to report loudly
+    internal,        // a bug
 };
 
 [[nodiscard]] const char* to_string(errc c) noexcept;

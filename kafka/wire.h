@@ -36,9 +36,9 @@ public:
         const auto len = static_cast<int16_t>(take(field, 2));
         if (!error_.empty()) return fail(errc::corrupt, error_);
         if (len < 0 || static_cast<size_t>(len) > data_.size() - pos_)
-            return fail(errc::corrupt, std::string(field) + ": string length " + std::to_string(len) +
-                                           " exceeds the " + std::to_string(data_.size() - pos_) +
-                                           " bytes left");
+            return fail(errc::corrupt, std::string(field) + ": string length " +
+                                           std::to_string(len) + " exceeds the " +
+                                           std::to_string(data_.size() - pos_) + " bytes left");
         std::string s(data_.substr(pos_, static_cast<size_t>(len)));
         pos_ += static_cast<size_t>(len);
         return s;

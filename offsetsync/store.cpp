@@ -228,7 +228,7 @@ Result<translation> store::translate(std::string_view flow, std::string_view sou
 }
 
 Result<int64_t> store::reverse_translate(std::string_view flow, std::string_view source_topic,
-                                        int32_t partition, int64_t d) const {
+                                         int32_t partition, int64_t d) const {
     if (d < 0)
         return fail(errc::internal, "offset store: " + describe(flow, source_topic, partition) +
                                         ": cannot translate negative offset " + std::to_string(d));

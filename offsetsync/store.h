@@ -92,7 +92,8 @@ public:
                                                 int64_t o) const;
     // Inverse of translate (runs.h, reverse_lookup): where a consumer whose
     // committed position on the target is d resumes on the source.
-    [[nodiscard]] Result<int64_t> reverse_translate(std::string_view flow, std::string_view source_topic,
+    [[nodiscard]] Result<int64_t> reverse_translate(std::string_view flow,
+                                                    std::string_view source_topic,
                                                     int32_t partition, int64_t d) const;
     [[nodiscard]] Result<partition_ends> end_offsets(std::string_view flow,
                                                      std::string_view source_topic,

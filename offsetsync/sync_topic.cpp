@@ -235,8 +235,8 @@ Result<catch_up_stats> catch_up(const kafka::endpoint& target, store& s,
     }
     a.stats.end_offset = high.value();
     log.info("caught up from " + topic + " on " + target.describe() + " to offset " +
-             std::to_string(a.stats.end_offset) + ": " + std::to_string(a.stats.applied) + " applied, " +
-             std::to_string(a.stats.unchanged) + " already known, " +
+             std::to_string(a.stats.end_offset) + ": " + std::to_string(a.stats.applied) +
+             " applied, " + std::to_string(a.stats.unchanged) + " already known, " +
              std::to_string(a.stats.removed) + " removed, " + std::to_string(a.stats.corrupt) +
              " corrupt, " + std::to_string(a.stats.conflicts) + " conflicting");
     return a.stats;

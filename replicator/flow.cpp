@@ -62,10 +62,8 @@ bool is_permanent(rd_kafka_resp_err_t err) {
         case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
         case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
         case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
-        case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
-            return true;
-        default:
-            return false;
+        case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED: return true;
+        default: return false;
     }
 }
 
@@ -87,9 +85,11 @@ flow::flow(const conf::flow_config& cfg, flow_env env)
     if (env_.metrics != nullptr) {
         auto& m = *env_.metrics;
         if (cfg_.rpo_target)
-            m.rpo_target.Add({{"flow", cfg_.name}}).Set(static_cast<double>(cfg_.rpo_target->count()) / 1000.0);
+            m.rpo_target.Add({{"flow", cfg_.name}})
+                .Set(static_cast<double>(cfg_.rpo_target->count()) / 1000.0);
         if (cfg_.rto_target)
-            m.rto_target.Add({{"flow", cfg_.name}}).Set(static_cast<double>(cfg_.rto_target->count()) / 1000.0);
+            m.rto_target.Add({{"flow", cfg_.name}})
+                .Set(static_cast<double>(cfg_.rto_target->count()) / 1000.0);
         m.up.Add({{"flow", cfg_.name}}).Set(0);
     }
 }
@@ -103,7 +103,8 @@ void flow::set_state(flow_state s, std::string error) {
         if (!error.empty()) status_.last_error = std::move(error);
     }
     if (env_.metrics != nullptr)
-        env_.metrics->up.Add({{"flow", cfg_.name}}).Set(s == flow_state::running || s == flow_state::backing_off ? 1 : 0);
+        env_.metrics->up.Add({{"flow", cfg_.name}})
+            .Set(s == flow_state::running || s == flow_state::backing_off ? 1 : 0);
 }
 
 flow_status flow::status() const {
@@ -112,7 +113,8 @@ flow_status flow::status() const {
 }
 
 void flow::count_error(const std::string& kind) {
-    if (env_.metrics != nullptr) env_.metrics->errors.Add({{"flow", cfg_.name}, {"kind", kind}}).Increment();
+    if (env_.metrics != nullptr)
+        env_.metrics->errors.Add({{"flow", cfg_.name}, {"kind", kind}}).Increment();
 }
 
 Result<void> flow::connect() {
@@ -121,9 +123,7 @@ Result<void> flow::connect() {
     RPL_TRY(src, kafka::producer::create(source_, {{"linger.ms", "0"}}, log_.child("source"),
                                          [](const kafka::delivery&) {}));
     source_producer_.emplace(std::move(src));
-    {
-        RPL_TRY(kafka::fetch_metadata(source_producer_->client(), 10s));
-    }
+    { RPL_TRY(kafka::fetch_metadata(source_producer_->client(), 10s)); }
 
     // Target side. No local message timeout: a target outage is waited out
     // inside librdkafka, never turned into a skipped record.
@@ -138,9 +138,7 @@ Result<void> flow::connect() {
     RPL_TRY(dst, kafka::producer::create(target_, target_props, log_.child("target"),
                                          [this](const kafka::delivery& d) { on_delivery(d); }));
     producer_.emplace(std::move(dst));
-    {
-        RPL_TRY(kafka::fetch_metadata(producer_->client(), 10s));
-    }
+    { RPL_TRY(kafka::fetch_metadata(producer_->client(), 10s)); }
 
     if (env_.offsets != nullptr) {
         RPL_TRY(pub, offsetsync::publisher::create(target_, log_.child("runs")));
@@ -215,7 +213,8 @@ flow::partition_state& flow::part(const std::string& topic, int32_t partition) {
         }
     }
     auto& parts = ts->parts;
-    if (static_cast<size_t>(partition) >= parts.size()) parts.resize(static_cast<size_t>(partition) + 1);
+    if (static_cast<size_t>(partition) >= parts.size())
+        parts.resize(static_cast<size_t>(partition) + 1);
     auto& ps = parts[static_cast<size_t>(partition)];
     if (!ps) {
         ps = std::make_unique<partition_state>();
@@ -242,8 +241,8 @@ int64_t flow::commit_position(const partition_state& p, int64_t consumer_positio
     // Past transaction markers and aborted records, which the application
     // never sees, the consumer's own position is the truth once everything
     // read has been acknowledged.
-    if (p.position_reliable && p.in_flight == 0 && !p.broken && !rewind_needed_ && p.read_next == p.acked_next &&
-        consumer_position > p.acked_next && p.acked_next >= 0)
+    if (p.position_reliable && p.in_flight == 0 && !p.broken && !rewind_needed_ &&
+        p.read_next == p.acked_next && consumer_position > p.acked_next && p.acked_next >= 0)
         return consumer_position;
     return p.acked_next;
 }
@@ -304,10 +303,13 @@ void flow::on_revoke(const kafka::partition_list& parts) {
     for (size_t i = 0; i < parts.size(); ++i) {
         auto& ps = part(parts[i].topic, parts[i].partition);
         const int64_t pos = commit_position(ps, i < cp.size() ? cp[i].offset : -1);
-        if (pos >= 0 && pos > ps.committed_next) positions.push_back({parts[i].topic, parts[i].partition, pos});
+        if (pos >= 0 && pos > ps.committed_next)
+            positions.push_back({parts[i].topic, parts[i].partition, pos});
     }
     if (!persist_runs()) {
-        log_.warn("offset runs not persisted; the next owner re-sends these partitions' uncommitted records");
+        log_.warn(
+            "offset runs not persisted; the next owner re-sends these partitions' uncommitted "
+            "records");
     } else if (auto r = consumer_->commit(positions, false); r) {
         for (const auto& tp : positions) part(tp.topic, tp.partition).committed_next = tp.offset;
     } else {
@@ -386,7 +388,8 @@ void flow::update_window() {
 void flow::handle(kafka::message& m) {
     if (m.err()) {
         const auto err = m.err();
-        if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+        if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+            err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
             err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
             // A topic deleted at the source; discovery says so once and
             // drops it from the subscription.
@@ -420,7 +423,8 @@ void flow::handle(kafka::message& m) {
     const int64_t offset = m.offset();
     rd_kafka_message_t* raw = m.get();
     rd_kafka_resp_err_t err;
-    while ((err = producer_->produce(ts.target, m.partition(), m, raw)) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+    while ((err = producer_->produce(ts.target, m.partition(), m, raw)) ==
+           RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         producer_->poll(10ms);
         if (stop_requested_.load()) return;
     }
@@ -447,8 +451,8 @@ void flow::on_delivery(const kafka::delivery& d) {
     if (d.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (!ps->broken) ps->acked_next = std::max(ps->acked_next, m.offset() + 1);
         if (env_.offsets != nullptr) {
-            if (auto r = env_.offsets->record(cfg_.name, ps->topic->name, m.partition(), ps->topic->target,
-                                              m.offset(), d.offset);
+            if (auto r = env_.offsets->record(cfg_.name, ps->topic->name, m.partition(),
+                                              ps->topic->target, m.offset(), d.offset);
                 !r) {
                 count_error("offset_runs");
                 log_.warn(r.error().message);
@@ -464,15 +468,15 @@ void flow::on_delivery(const kafka::delivery& d) {
                                     .count();
             const int64_t ts = m.timestamp();
             if (ts > 0 && now_ms >= ts)
-                env_.metrics->latency
-                    .Add({{"flow", cfg_.name}}, latency_buckets())
+                env_.metrics->latency.Add({{"flow", cfg_.name}}, latency_buckets())
                     .Observe(static_cast<double>(now_ms - ts) / 1000.0);
         }
         failures_without_progress_ = 0;
         backoff_ = 100ms;
         return;
     }
-    if (d.err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || d.err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) return;
+    if (d.err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || d.err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+        return;
     if (!ps->broken) {
         log_.error("delivery to " + ps->topic->target + "/" + std::to_string(m.partition()) +
                    " failed for source offset " + std::to_string(m.offset()) + ": " +
@@ -482,7 +486,8 @@ void flow::on_delivery(const kafka::delivery& d) {
     ps->broken = true;
     rewind_needed_ = true;
     if (is_permanent(d.err)) {
-        set_state(flow_state::failed, "target " + target_.describe() + ": " + rd_kafka_err2str(d.err));
+        set_state(flow_state::failed,
+                  "target " + target_.describe() + ": " + rd_kafka_err2str(d.err));
         stop_requested_.store(true);
     }
 }
@@ -495,11 +500,15 @@ void flow::rewind() {
     while (producer_->outstanding() > 0 && clock::now() < until) producer_->poll(50ms);
     const std::string fatal = producer_->fatal_error();
     if (!fatal.empty() || producer_->outstanding() > 0) {
-        log_.warn("recreating the target producer" + (fatal.empty() ? std::string() : ": " + fatal));
+        log_.warn("recreating the target producer" +
+                  (fatal.empty() ? std::string() : ": " + fatal));
         producer_.reset();
-        auto r = kafka::producer::create(target_, {{"message.timeout.ms", "0"}, {"linger.ms", "5"},
-                                                   {"batch.size", "1000000"}, {"batch.num.messages", "10000"},
-                                                   {"queue.buffering.max.kbytes", "1048576"}},
+        auto r = kafka::producer::create(target_,
+                                         {{"message.timeout.ms", "0"},
+                                          {"linger.ms", "5"},
+                                          {"batch.size", "1000000"},
+                                          {"batch.num.messages", "10000"},
+                                          {"queue.buffering.max.kbytes", "1048576"}},
                                          log_.child("target"),
                                          [this](const kafka::delivery& d) { on_delivery(d); });
         if (!r) {
@@ -526,7 +535,8 @@ void flow::rewind() {
     }
     if (auto r = consumer_->seek(positions, 10s); !r) log_.warn(r.error().message);
     if (++failures_without_progress_ >= max_failures_without_progress) {
-        set_state(flow_state::failed, "gave up after " + std::to_string(failures_without_progress_) +
+        set_state(flow_state::failed, "gave up after " +
+                                          std::to_string(failures_without_progress_) +
                                           " rewinds without progress");
         stop_requested_.store(true);
         return;
@@ -580,16 +590,19 @@ Result<void> flow::ensure_target(topic_state& t, int source_partitions, bool exi
         auto r = dst.create_topic(t.target, source_partitions, rf, configs);
         if (!r && r.error().code != errc::conflict) return r;
         if (r) {
-            log_.info("created target topic " + t.target + " (" + std::to_string(source_partitions) +
-                      " partitions, replication factor " + std::to_string(rf) + ", " +
-                      std::to_string(configs.size()) + " synced config(s))");
-            if (env_.metrics != nullptr) env_.metrics->topics_created.Add({{"flow", cfg_.name}}).Increment();
+            log_.info("created target topic " + t.target + " (" +
+                      std::to_string(source_partitions) + " partitions, replication factor " +
+                      std::to_string(rf) + ", " + std::to_string(configs.size()) +
+                      " synced config(s))");
+            if (env_.metrics != nullptr)
+                env_.metrics->topics_created.Add({{"flow", cfg_.name}}).Increment();
         }
         t.target_partitions = source_partitions;
         return ok();
     }
     RPL_TRY(dst.create_partitions(t.target, source_partitions));
-    log_.info("grew target topic " + t.target + " to " + std::to_string(source_partitions) + " partitions");
+    log_.info("grew target topic " + t.target + " to " + std::to_string(source_partitions) +
+              " partitions");
     t.target_partitions = source_partitions;
     return ok();
 }
@@ -624,9 +637,9 @@ Result<void> flow::discover() {
                 if (!ours)
                     return fail(errc::conflict, "target topic " + ts.target + " on " + cfg_.target +
                                                     " has " + std::to_string(have) +
-                                                    " partitions but source topic " + t.name + " on " +
-                                                    cfg_.source + " has " + std::to_string(n) +
-                                                    "; refusing to mirror");
+                                                    " partitions but source topic " + t.name +
+                                                    " on " + cfg_.source + " has " +
+                                                    std::to_string(n) + "; refusing to mirror");
                 RPL_TRY(ensure_target(ts, n, true));
                 grew = true;
             } else {
@@ -644,7 +657,8 @@ Result<void> flow::discover() {
     // Configs change rarely: every sixth discovery, at least every 5 s.
     if (sync_now) prune_runs();
     if (sync_now)
-        next_config_sync_ = clock::now() + std::max<std::chrono::milliseconds>(6 * cfg_.refresh_interval, 5s);
+        next_config_sync_ =
+            clock::now() + std::max<std::chrono::milliseconds>(6 * cfg_.refresh_interval, 5s);
     if (grew) (void)kafka::fetch_metadata(producer_->client(), 10s);  // refresh the producer's view
 
     for (const auto& name : subscribed_) {
@@ -654,7 +668,8 @@ Result<void> flow::discover() {
         ts.deleted = true;
         log_.warn("source topic " + name + " was deleted; its mirroring stops, target copy " +
                   ts.target + " is kept");
-        if (env_.metrics != nullptr) env_.metrics->topics_deleted.Add({{"flow", cfg_.name}}).Increment();
+        if (env_.metrics != nullptr)
+            env_.metrics->topics_deleted.Add({{"flow", cfg_.name}}).Increment();
     }
     if (wanted != subscribed_) {
         RPL_TRY(consumer_->subscribe(wanted));
@@ -687,7 +702,8 @@ void flow::prune_runs() {
         }
     }
     if (dropped.empty()) return;
-    if (auto r = runs_->retract(dropped); !r) log_.warn("retracting pruned runs: " + r.error().message);
+    if (auto r = runs_->retract(dropped); !r)
+        log_.warn("retracting pruned runs: " + r.error().message);
     log_.debug("pruned " + std::to_string(dropped.size()) + " run(s) below the source's log start");
 }
 
@@ -733,8 +749,10 @@ void flow::update_metrics() {
     }
     if (env_.metrics != nullptr) {
         env_.metrics->rpo.Add({{"flow", cfg_.name}}).Set(rpo.count());
-        env_.metrics->in_flight_records.Add({{"flow", cfg_.name}}).Set(static_cast<double>(window_records_));
-        env_.metrics->in_flight_bytes.Add({{"flow", cfg_.name}}).Set(static_cast<double>(in_flight_bytes_));
+        env_.metrics->in_flight_records.Add({{"flow", cfg_.name}})
+            .Set(static_cast<double>(window_records_));
+        env_.metrics->in_flight_bytes.Add({{"flow", cfg_.name}})
+            .Set(static_cast<double>(in_flight_bytes_));
     }
     std::lock_guard lock(status_mu_);
     status_.lag = total_lag;
@@ -775,13 +793,15 @@ void flow::run() noexcept {
             paused_ = true;
             (void)consumer_->pause(consumer_->assignment());
             commit(false);
-        } else if (paused_ && window_records_ < max_records * 3 / 4 && in_flight_bytes_ < max_bytes * 3 / 4) {
+        } else if (paused_ && window_records_ < max_records * 3 / 4 &&
+                   in_flight_bytes_ < max_bytes * 3 / 4) {
             paused_ = false;
             (void)consumer_->resume(consumer_->assignment());
         }
 
         batch.clear();
-        const size_t capacity = static_cast<size_t>(std::clamp<int64_t>(max_records - window_records_, 0, 10000));
+        const size_t capacity =
+            static_cast<size_t>(std::clamp<int64_t>(max_records - window_records_, 0, 10000));
         consumer_->poll(batch, std::max<size_t>(capacity, 1), 100ms);
         kafka::partition_list unread;  // records past the window go back
         for (auto& m : batch) {
@@ -803,7 +823,8 @@ void flow::run() noexcept {
             if (consumer_->seek(unread, 10s)) {
                 for (const auto& tp : unread) part(tp.topic, tp.partition).position_reliable = true;
             } else {
-                for (const auto& tp : unread) part(tp.topic, tp.partition).position_reliable = false;
+                for (const auto& tp : unread)
+                    part(tp.topic, tp.partition).position_reliable = false;
             }
         }
         producer_->poll(0ms);

@@ -88,7 +88,8 @@ private:
     void run() noexcept;
     [[nodiscard]] Result<void> connect();
     [[nodiscard]] Result<void> discover();
-    [[nodiscard]] Result<void> ensure_target(topic_state& t, int source_partitions, bool created_here);
+    [[nodiscard]] Result<void> ensure_target(topic_state& t, int source_partitions,
+                                             bool created_here);
     [[nodiscard]] Result<void> sync_configs(topic_state& t);
     void heartbeat();
     void prune_runs();
@@ -109,9 +110,11 @@ private:
     void count_error(const std::string& kind);
     [[nodiscard]] partition_state* find(const kafka::message& m);
     [[nodiscard]] partition_state& part(const std::string& topic, int32_t partition);
-    [[nodiscard]] int64_t commit_position(const partition_state& p, int64_t consumer_position) const;
+    [[nodiscard]] int64_t commit_position(const partition_state& p,
+                                          int64_t consumer_position) const;
     // (partition, offset safe to commit) for every known partition.
-    [[nodiscard]] std::vector<std::pair<partition_state*, int64_t>> safe_positions(bool assigned_only);
+    [[nodiscard]] std::vector<std::pair<partition_state*, int64_t>> safe_positions(
+        bool assigned_only);
     bool sleep_for(std::chrono::milliseconds d);
 
     const conf::flow_config cfg_;
@@ -126,7 +129,7 @@ private:
     // the producers, then the state their delivery reports point into.
     std::map<std::string, std::unique_ptr<topic_state>> topics_;
     std::unordered_map<const void*, topic_state*> by_handle_;  // consumer rkt -> topic
-    std::unique_ptr<offsetsync::publisher> runs_;     // runs topic on the target
+    std::unique_ptr<offsetsync::publisher> runs_;              // runs topic on the target
     std::optional<kafka::producer> source_producer_;  // heartbeats, source admin and metadata
     std::optional<kafka::producer> producer_;         // the target
     std::optional<kafka::consumer> consumer_;         // the source, group replicatord.<flow>
@@ -134,8 +137,8 @@ private:
     std::vector<std::string> subscribed_;
     bool rewind_needed_ = false;
     bool paused_ = false;
-    int64_t window_records_ = 0;  // read and not committed, summed over partitions
-    int64_t in_flight_bytes_ = 0; // read and not acknowledged
+    int64_t window_records_ = 0;   // read and not committed, summed over partitions
+    int64_t in_flight_bytes_ = 0;  // read and not acknowledged
     std::chrono::milliseconds backoff_{100};
     int failures_without_progress_ = 0;
     std::chrono::steady_clock::time_point next_refresh_{};

@@ -1,50 +1,74 @@
 #include "replicator/metrics.h"
 
-
 namespace rpl::replicator {
 
 const prometheus::Histogram::BucketBoundaries& latency_buckets() {
-    static const prometheus::Histogram::BucketBoundaries b{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                           0.1,   0.25,   0.5,   1,    2.5,   5,
-                                                           10,    30,     60,    300};
+    static const prometheus::Histogram::BucketBoundaries b{
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
     return b;
 }
 
 mirror_metric_families make_mirror_metrics(prometheus::Registry& r) {
     using namespace prometheus;
     return mirror_metric_families{
-        BuildCounter().Name("replicatord_records_replicated_total")
-            .Help("Records acknowledged by the target cluster").Register(r),
-        BuildCounter().Name("replicatord_bytes_replicated_total")
-            .Help("Key and value bytes acknowledged by the target cluster").Register(r),
-        BuildHistogram().Name("replicatord_replication_latency_seconds")
-            .Help("Target acknowledgement time minus source record timestamp").Register(r),
-        BuildGauge().Name("replicatord_lag_records")
-            .Help("Source high watermark minus the flow's committed offset").Register(r),
-        BuildGauge().Name("replicatord_rpo_seconds")
-            .Help("Estimated data at risk: time since everything written to the source was on the target")
+        BuildCounter()
+            .Name("replicatord_records_replicated_total")
+            .Help("Records acknowledged by the target cluster")
             .Register(r),
-        BuildGauge().Name("replicatord_rpo_target_seconds")
-            .Help("The rpo_target of the flow in the config").Register(r),
-        BuildGauge().Name("replicatord_rto_target_seconds")
-            .Help("The rto_target of the flow in the config").Register(r),
-        BuildCounter().Name("replicatord_target_topics_created_total")
-            .Help("Topics created on the target cluster").Register(r),
-        BuildCounter().Name("replicatord_source_topics_deleted_total")
-            .Help("Mirrored topics that disappeared from the source cluster").Register(r),
-        BuildCounter().Name("replicatord_errors_total")
-            .Help("Errors by kind").Register(r),
-        BuildCounter().Name("replicatord_flow_restarts_total")
+        BuildCounter()
+            .Name("replicatord_bytes_replicated_total")
+            .Help("Key and value bytes acknowledged by the target cluster")
+            .Register(r),
+        BuildHistogram()
+            .Name("replicatord_replication_latency_seconds")
+            .Help("Target acknowledgement time minus source record timestamp")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_lag_records")
+            .Help("Source high watermark minus the flow's committed offset")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_rpo_seconds")
+            .Help("Estimated data at risk: time since everything written to the source was on the "
+                  "target")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_rpo_target_seconds")
+            .Help("The rpo_target of the flow in the config")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_rto_target_seconds")
+            .Help("The rto_target of the flow in the config")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_target_topics_created_total")
+            .Help("Topics created on the target cluster")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_source_topics_deleted_total")
+            .Help("Mirrored topics that disappeared from the source cluster")
+            .Register(r),
+        BuildCounter().Name("replicatord_errors_total").Help("Errors by kind").Register(r),
+        BuildCounter()
+            .Name("replicatord_flow_restarts_total")
             .Help("Times a flow recreated its clients and rewound to the last acknowledged offsets")
             .Register(r),
-        BuildGauge().Name("replicatord_in_flight_records")
-            .Help("Records read from the source and not yet committed back to it").Register(r),
-        BuildGauge().Name("replicatord_in_flight_bytes")
-            .Help("Bytes read from the source and not yet acknowledged by the target").Register(r),
-        BuildGauge().Name("replicatord_flow_up")
-            .Help("1 while the flow runs, 0 once it stopped or failed").Register(r),
-        BuildCounter().Name("replicatord_heartbeats_total")
-            .Help("Heartbeats written to the source cluster").Register(r),
+        BuildGauge()
+            .Name("replicatord_in_flight_records")
+            .Help("Records read from the source and not yet committed back to it")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_in_flight_bytes")
+            .Help("Bytes read from the source and not yet acknowledged by the target")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_flow_up")
+            .Help("1 while the flow runs, 0 once it stopped or failed")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_heartbeats_total")
+            .Help("Heartbeats written to the source cluster")
+            .Register(r),
     };
 }
 

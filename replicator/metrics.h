@@ -14,21 +14,21 @@
 namespace rpl::replicator {
 
 struct mirror_metric_families {
-    prometheus::Family<prometheus::Counter>& records;         // {flow, topic}
-    prometheus::Family<prometheus::Counter>& bytes;           // {flow, topic}
-    prometheus::Family<prometheus::Histogram>& latency;       // {flow}
-    prometheus::Family<prometheus::Gauge>& lag;               // {flow, topic, partition}
-    prometheus::Family<prometheus::Gauge>& rpo;               // {flow}
-    prometheus::Family<prometheus::Gauge>& rpo_target;        // {flow}
-    prometheus::Family<prometheus::Gauge>& rto_target;        // {flow}
-    prometheus::Family<prometheus::Counter>& topics_created;  // {flow}
-    prometheus::Family<prometheus::Counter>& topics_deleted;  // {flow}
-    prometheus::Family<prometheus::Counter>& errors;          // {flow, kind}
-    prometheus::Family<prometheus::Counter>& restarts;        // {flow}
-    prometheus::Family<prometheus::Gauge>& in_flight_records; // {flow}
-    prometheus::Family<prometheus::Gauge>& in_flight_bytes;   // {flow}
-    prometheus::Family<prometheus::Gauge>& up;                // {flow}: 1 running, 0 failed/stopped
-    prometheus::Family<prometheus::Counter>& heartbeats;      // {flow}
+    prometheus::Family<prometheus::Counter>& records;          // {flow, topic}
+    prometheus::Family<prometheus::Counter>& bytes;            // {flow, topic}
+    prometheus::Family<prometheus::Histogram>& latency;        // {flow}
+    prometheus::Family<prometheus::Gauge>& lag;                // {flow, topic, partition}
+    prometheus::Family<prometheus::Gauge>& rpo;                // {flow}
+    prometheus::Family<prometheus::Gauge>& rpo_target;         // {flow}
+    prometheus::Family<prometheus::Gauge>& rto_target;         // {flow}
+    prometheus::Family<prometheus::Counter>& topics_created;   // {flow}
+    prometheus::Family<prometheus::Counter>& topics_deleted;   // {flow}
+    prometheus::Family<prometheus::Counter>& errors;           // {flow, kind}
+    prometheus::Family<prometheus::Counter>& restarts;         // {flow}
+    prometheus::Family<prometheus::Gauge>& in_flight_records;  // {flow}
+    prometheus::Family<prometheus::Gauge>& in_flight_bytes;    // {flow}
+    prometheus::Family<prometheus::Gauge>& up;            // {flow}: 1 running, 0 failed/stopped
+    prometheus::Family<prometheus::Counter>& heartbeats;  // {flow}
 };
 
 // Registers the families; the app builds them once and every flow shares them.

@@ -24,37 +24,21 @@ bool is_internal_topic(std::string_view t) noexcept {
     return t.starts_with("__") || t.ends_with(".internal") || t.ends_with("-internal");
 }
 
-namespace {
-std::vector<std::regex> compile(const std::vector<std::string>& patterns) {
-    std::vector<std::regex> out;
-    out.reserve(patterns.size());
-    for (const auto& p : patterns) out.emplace_back(p, std::regex::ECMAScript | std::regex::optimize);
-    return out;
-}
-
-bool any_full_match(const std::vector<std::regex>& res, const std::string& s) {
-    for (const auto& re : res) {
-        if (std::regex_match(s, re)) return true;
-    }
-    return false;
-}
-}  // namespace
-
 topic_policy::topic_policy(const conf::flow_config& flow)
     : source_(flow.source),
       target_(flow.target),
       separator_(flow.separator),
       naming_(flow.naming),
       heartbeats_(flow.heartbeats),
-      include_(compile(flow.topics)),
-      exclude_(compile(flow.exclude_topics)) {}
+      include_(conf::compile_patterns(flow.topics)),
+      exclude_(conf::compile_patterns(flow.exclude_topics)) {}
 
 topic_policy::topic_policy(const conf::tap_config& tap)
     : source_(tap.source),
       naming_(conf::naming_policy::identity),
       heartbeats_(false),
-      include_(compile(tap.topics)),
-      exclude_(compile(tap.exclude_topics)) {}
+      include_(conf::compile_patterns(tap.topics)),
+      exclude_(conf::compile_patterns(tap.exclude_topics)) {}
 
 std::string topic_policy::topic_source(std::string_view topic) const {
     const auto pos = topic.find(separator_);
@@ -86,19 +70,20 @@ topic_verdict topic_policy::classify(const std::string& t) const {
     if (is_internal_topic(t)) return topic_verdict::internal;
     if (is_cycle(t)) return topic_verdict::cycle;
     if (heartbeats_ && is_heartbeats(t)) return topic_verdict::mirrored;
-    if (!any_full_match(include_, t)) return topic_verdict::not_included;
-    if (any_full_match(exclude_, t)) return topic_verdict::excluded;
+    if (!conf::full_match_any(include_, t)) return topic_verdict::not_included;
+    if (conf::full_match_any(exclude_, t)) return topic_verdict::excluded;
     return topic_verdict::mirrored;
 }
 
 bool topic_policy::included(const std::string& t) const {
-    return any_full_match(include_, t) && !any_full_match(exclude_, t);
+    return conf::full_match_any(include_, t) && !conf::full_match_any(exclude_, t);
 }
 
 std::string topic_policy::source_topic_of(const std::string& target_topic) const {
     if (naming_ == conf::naming_policy::identity) return mirrored(target_topic) ? target_topic : "";
     const std::string prefix = source_ + separator_;
-    if (target_topic.size() <= prefix.size() || target_topic.compare(0, prefix.size(), prefix) != 0) return "";
+    if (target_topic.size() <= prefix.size() || target_topic.compare(0, prefix.size(), prefix) != 0)
+        return "";
     std::string source = target_topic.substr(prefix.size());
     return mirrored(source) ? source : "";
 }

@@ -41,10 +41,10 @@ inline constexpr std::string_view unsynced_topic_configs[] = {
 
 enum class topic_verdict {
     mirrored,
-    internal,        // rule 1
-    cycle,           // rule 2
-    not_included,    // rule 4: no `topics` regex matches
-    excluded,        // rule 4: an `exclude_topics` regex matches
+    internal,      // rule 1
+    cycle,         // rule 2
+    not_included,  // rule 4: no `topics` regex matches
+    excluded,      // rule 4: an `exclude_topics` regex matches
 };
 
 [[nodiscard]] const char* to_string(topic_verdict v) noexcept;

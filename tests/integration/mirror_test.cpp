@@ -19,8 +19,8 @@ struct flow_spec {
     std::string name;
     std::string source = "primary";
     std::string target = "dr";
-    std::string topics;          // TOML array body, e.g. R"("t1", "t2")"
-    std::string extra;           // more keys for the [[flow]] table
+    std::string topics;  // TOML array body, e.g. R"("t1", "t2")"
+    std::string extra;   // more keys for the [[flow]] table
 };
 
 // A config for the test bed with the given flows and a private state dir and
@@ -32,8 +32,9 @@ std::string config(const std::vector<flow_spec>& flows, const std::string& daemo
     c += "[clusters.primary]\nbootstrap = \"" + b.primary + "\"\n\n";
     c += "[clusters.dr]\nbootstrap = \"" + b.dr + "\"\n\n";
     for (const auto& f : flows) {
-        c += "[[flow]]\nname = \"" + f.name + "\"\nsource = \"" + f.source + "\"\ntarget = \"" + f.target +
-             "\"\ntopics = [" + f.topics + "]\nrefresh_interval = \"1s\"\n" + f.extra + "\n";
+        c += "[[flow]]\nname = \"" + f.name + "\"\nsource = \"" + f.source + "\"\ntarget = \"" +
+             f.target + "\"\ntopics = [" + f.topics + "]\nrefresh_interval = \"1s\"\n" + f.extra +
+             "\n";
     }
     return c;
 }
@@ -60,10 +61,12 @@ record make_record(std::mt19937_64& rng, int64_t id, int partitions, bool keys_r
                                       std::chrono::system_clock::now().time_since_epoch())
                                       .count();
     r.timestamp = now_ms - static_cast<int64_t>(rng() % 3'600'000);
-    if (keys_required || rng() % 10 != 0) r.key = "k" + std::to_string(id % 5000) + text(rng() % 12);
+    if (keys_required || rng() % 10 != 0)
+        r.key = "k" + std::to_string(id % 5000) + text(rng() % 12);
     if (rng() % 15 != 0) r.value = "v" + std::to_string(id) + ":" + text(20 + rng() % 180);
     const int nh = static_cast<int>(rng() % 6);
-    for (int h = 0; h < nh; ++h) r.headers.emplace_back("h" + std::to_string(rng() % 3), text(rng() % 10));
+    for (int h = 0; h < nh; ++h)
+        r.headers.emplace_back("h" + std::to_string(rng() % 3), text(rng() % 10));
     return r;
 }
 
@@ -82,7 +85,8 @@ std::vector<record> without_duplicates(const std::vector<record>& rs, size_t& du
     std::vector<record> out;
     std::set<std::string> seen;
     for (const auto& r : rs) {
-        std::string id = (r.key ? *r.key : "~") + "|" + (r.value ? *r.value : "~") + "|" + std::to_string(r.timestamp);
+        std::string id = (r.key ? *r.key : "~") + "|" + (r.value ? *r.value : "~") + "|" +
+                         std::to_string(r.timestamp);
         for (const auto& [k, v] : r.headers) id += "|" + k + "=" + v;
         if (!seen.insert(id).second) {
             ++duplicates;
@@ -122,7 +126,8 @@ size_t require_same_partitions(const std::string& source_topic, const std::strin
     return duplicates;
 }
 
-bool caught_up(const std::string& source_topic, const std::string& target_topic, int64_t min_extra = 0) {
+bool caught_up(const std::string& source_topic, const std::string& target_topic,
+               int64_t min_extra = 0) {
     const auto& b = testbed();
     return end_offsets(b.dr, target_topic) >= end_offsets(b.primary, source_topic) + min_extra;
 }
@@ -131,7 +136,8 @@ void produce_records(const std::string& topic, int64_t first_id, int64_t count, 
                      bool keys_required, uint64_t seed) {
     std::mt19937_64 rng(seed);
     producer p(testbed().primary);
-    for (int64_t i = 0; i < count; ++i) p.produce(topic, make_record(rng, first_id + i, partitions, keys_required));
+    for (int64_t i = 0; i < count; ++i)
+        p.produce(topic, make_record(rng, first_id + i, partitions, keys_required));
     p.flush();
 }
 
@@ -144,14 +150,16 @@ TEST_CASE("mirror_copies_every_record_byte_for_byte_with_partition_key_value_hea
     const auto& b = testbed();
     const std::string prefix = unique("exact");
     const std::vector<std::string> topics = {prefix + ".a", prefix + ".b", prefix + ".compact"};
-    create_topic(b.primary, topics[0], 6, {{"retention.ms", "86400000"}, {"min.insync.replicas", "1"}});
+    create_topic(b.primary, topics[0], 6,
+                 {{"retention.ms", "86400000"}, {"min.insync.replicas", "1"}});
     create_topic(b.primary, topics[1], 6);
     create_topic(b.primary, topics[2], 6, {{"cleanup.policy", "compact"}});
     auto d = start(config({{.name = prefix, .topics = "\"" + prefix + "\\\\..*\""}}), "exact");
 
     const int64_t per_topic = 200'000 / 3;
     for (size_t t = 0; t < topics.size(); ++t)
-        produce_records(topics[t], static_cast<int64_t>(t) * per_topic, per_topic, 6, t == 2, 42 + t);
+        produce_records(topics[t], static_cast<int64_t>(t) * per_topic, per_topic, 6, t == 2,
+                        42 + t);
 
     for (const auto& t : topics) REQUIRE_EVENTUALLY(180s, caught_up(t, "primary." + t));
     for (const auto& t : topics) {
@@ -183,8 +191,10 @@ TEST_CASE("mirror_loses_nothing_when_killed_three_times_and_resends_at_most_the_
     const std::string topic = prefix + ".t";
     const int64_t bound = 5000;
     create_topic(b.primary, topic, 6);
-    const std::string cfg = config({{.name = prefix, .topics = "\"" + topic + "\"",
-                                     .extra = "max_in_flight_records = " + std::to_string(bound) + "\n"}});
+    const std::string cfg =
+        config({{.name = prefix,
+                 .topics = "\"" + topic + "\"",
+                 .extra = "max_in_flight_records = " + std::to_string(bound) + "\n"}});
     const int64_t total = 200'000;
     // A steady stream (about 5,000 records/s), so that every kill lands
     // while records are in flight.
@@ -229,11 +239,13 @@ TEST_CASE("mirror_catches_up_by_itself_after_the_target_broker_is_down_for_30s")
     produce_records(topic, 0, 20'000, 3, false, 5);
     REQUIRE_EVENTUALLY(60s, caught_up(topic, "primary." + topic));
 
-    const auto stop = run({std::string(RPL_SOURCE_DIR) + "/scripts/testbed", "stop-broker", "dr"}, 60s);
+    const auto stop =
+        run({std::string(RPL_SOURCE_DIR) + "/scripts/testbed", "stop-broker", "dr"}, 60s);
     REQUIRE_MESSAGE(stop.exit_code == 0, stop.err);
     produce_records(topic, 20'000, 20'000, 3, false, 6);
     std::this_thread::sleep_for(30s);
-    const auto start_again = run({std::string(RPL_SOURCE_DIR) + "/scripts/testbed", "start-broker", "dr"}, 90s);
+    const auto start_again =
+        run({std::string(RPL_SOURCE_DIR) + "/scripts/testbed", "start-broker", "dr"}, 90s);
     REQUIRE_MESSAGE(start_again.exit_code == 0, start_again.err);
     produce_records(topic, 40'000, 5'000, 3, false, 7);
 
@@ -245,7 +257,9 @@ TEST_CASE("mirror_catches_up_by_itself_after_the_target_broker_is_down_for_30s")
     CHECK(d->wait(15s) == std::optional<int>(0));
 }
 
-TEST_CASE("mirror_follows_topology_new_topics_new_partitions_deletions_and_never_copies_excluded_or_internal") {
+TEST_CASE(
+    "mirror_follows_topology_new_topics_new_partitions_deletions_and_never_copies_excluded_or_"
+    "internal") {
     // Guards against MirrorMaker 2's 10-minute discovery gap and against
     // copying what must never travel (excluded, internal, cycles).
     const auto& b = testbed();
@@ -255,10 +269,12 @@ TEST_CASE("mirror_follows_topology_new_topics_new_partitions_deletions_and_never
     create_topic(b.primary, prefix + ".log-internal", 1);
     create_topic(b.dr, prefix + ".back", 1);
     const std::string topics = "\"" + prefix + "\\\\..*\"";
-    auto d = start(config({{.name = prefix + "-fwd", .topics = topics,
-                            .extra = "exclude_topics = [\".*\\\\.skip\"]\n"},
-                           {.name = prefix + "-back", .source = "dr", .target = "primary", .topics = topics}}),
-                   "topo");
+    auto d = start(
+        config({{.name = prefix + "-fwd",
+                 .topics = topics,
+                 .extra = "exclude_topics = [\".*\\\\.skip\"]\n"},
+                {.name = prefix + "-back", .source = "dr", .target = "primary", .topics = topics}}),
+        "topo");
     produce_records(prefix + ".first", 0, 100, 2, false, 1);
     REQUIRE_EVENTUALLY(30s, caught_up(prefix + ".first", "primary." + prefix + ".first", 0) &&
                                 end_offsets(b.dr, "primary." + prefix + ".first") == 100);
@@ -269,7 +285,9 @@ TEST_CASE("mirror_follows_topology_new_topics_new_partitions_deletions_and_never
     produce_records(prefix + ".second", 0, 50, 3, false, 2);
     REQUIRE_EVENTUALLY(10s, end_offsets(b.dr, "primary." + prefix + ".second") == 50);
     std::cout << "topology test: new topic mirrored in "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - created_at).count()
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - created_at)
+                     .count()
               << " ms\n";
 
     // New partitions at the source.
@@ -277,7 +295,9 @@ TEST_CASE("mirror_follows_topology_new_topics_new_partitions_deletions_and_never
     add_partitions(b.primary, prefix + ".first", 4);
     REQUIRE_EVENTUALLY(10s, kcat_partitions(b.dr, "primary." + prefix + ".first") == 4);
     std::cout << "topology test: partitions added in "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - grown_at).count()
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - grown_at)
+                     .count()
               << " ms\n";
     {
         producer p(b.primary);
@@ -295,10 +315,12 @@ TEST_CASE("mirror_follows_topology_new_topics_new_partitions_deletions_and_never
 
     // Deleted at the source: the flow goes on, the target copy stays.
     delete_topic(b.primary, prefix + ".second");
-    REQUIRE_EVENTUALLY(20s, d->log().find("source topic " + prefix + ".second was deleted") != std::string::npos);
+    REQUIRE_EVENTUALLY(
+        20s, d->log().find("source topic " + prefix + ".second was deleted") != std::string::npos);
     const int port = d->admin_port();
     REQUIRE(port > 0);
-    CHECK(http_get(port, "/metrics").find("replicatord_source_topics_deleted_total{flow=\"" + prefix + "-fwd\"} 1") !=
+    CHECK(http_get(port, "/metrics")
+              .find("replicatord_source_topics_deleted_total{flow=\"" + prefix + "-fwd\"} 1") !=
           std::string::npos);
     CHECK(kcat_partitions(b.dr, "primary." + prefix + ".second") == 3);
     produce_records(prefix + ".first", 1000, 10, 2, false, 3);
@@ -336,7 +358,8 @@ TEST_CASE("mirror_copies_only_committed_transactions") {
         int txn = -1;
         auto check = [&](rd_kafka_error_t* e) {
             if (e) {
-                std::string m = "transaction " + std::to_string(txn) + ": " + rd_kafka_error_string(e);
+                std::string m =
+                    "transaction " + std::to_string(txn) + ": " + rd_kafka_error_string(e);
                 rd_kafka_error_destroy(e);
                 FAIL(m);
             }
@@ -348,14 +371,17 @@ TEST_CASE("mirror_copies_only_committed_transactions") {
                 record r;
                 r.partition = i % 2;
                 r.key = "t" + std::to_string(txn);
-                r.value = (txn % 3 == 1 ? "aborted-" : "committed-") + std::to_string(txn) + "-" + std::to_string(i);
+                r.value = (txn % 3 == 1 ? "aborted-" : "committed-") + std::to_string(txn) + "-" +
+                          std::to_string(i);
                 p.produce(topic, r);
             }
             // Flushed first, so that aborted records really sit in the log
             // (an abort before sending would only purge them locally).
             REQUIRE(rd_kafka_flush(p.handle(), 30000) == RD_KAFKA_RESP_ERR_NO_ERROR);
-            if (txn % 3 == 1) check(rd_kafka_abort_transaction(p.handle(), 30000));
-            else check(rd_kafka_commit_transaction(p.handle(), 30000));
+            if (txn % 3 == 1)
+                check(rd_kafka_abort_transaction(p.handle(), 30000));
+            else
+                check(rd_kafka_commit_transaction(p.handle(), 30000));
         }
         (void)err;
     }
@@ -373,7 +399,8 @@ TEST_CASE("mirror_copies_only_committed_transactions") {
     auto lag_zero = [&](int partition) {
         return http_get(port, "/metrics")
                    .find("replicatord_lag_records{flow=\"" + prefix + "\",partition=\"" +
-                         std::to_string(partition) + "\",topic=\"" + topic + "\"} 0\n") != std::string::npos;
+                         std::to_string(partition) + "\",topic=\"" + topic + "\"} 0\n") !=
+               std::string::npos;
     };
     REQUIRE_EVENTUALLY(15s, lag_zero(0) && lag_zero(1));
     d->signal(SIGTERM);
@@ -396,7 +423,9 @@ TEST_CASE("mirror_stops_cleanly_on_sigterm_and_resumes_without_duplicates") {
         d->signal(SIGTERM);
         const auto rc = d->wait(10s);
         std::cout << "shutdown test: exited in "
-                  << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()
+                  << std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - t0)
+                         .count()
                   << " ms\n";
         REQUIRE(rc == std::optional<int>(0));
         CHECK(d->log().find("stopped") != std::string::npos);
@@ -413,11 +442,13 @@ TEST_CASE("mirror_stops_cleanly_on_sigterm_and_resumes_without_duplicates") {
 TEST_CASE("mirror_refuses_an_unreachable_target_with_exit_code_3") {
     // Guards against a daemon that starts "fine" and mirrors nothing.
     const auto& b = testbed();
-    std::string cfg = "[daemon]\nstate_dir = \"" + temp_dir() + "/unreach\"\nadmin_listen = \"127.0.0.1:0\"\n";
+    std::string cfg =
+        "[daemon]\nstate_dir = \"" + temp_dir() + "/unreach\"\nadmin_listen = \"127.0.0.1:0\"\n";
     cfg += "[clusters.primary]\nbootstrap = \"" + b.primary + "\"\n";
     cfg += "[clusters.dr]\nbootstrap = \"127.0.0.1:39998\"\n";
     cfg += "[[flow]]\nsource = \"primary\"\ntarget = \"dr\"\n";
-    const auto r = run({REPLICATORD_BIN, "--config", write_file(unique("unreach") + ".toml", cfg)}, 30s);
+    const auto r =
+        run({REPLICATORD_BIN, "--config", write_file(unique("unreach") + ".toml", cfg)}, 30s);
     CHECK(r.exit_code == 3);
     CHECK(r.err.find("127.0.0.1:39998") != std::string::npos);
     CHECK(r.err.find("dr") != std::string::npos);
@@ -436,14 +467,16 @@ TEST_CASE("mirror_refuses_a_target_topic_with_fewer_partitions_and_other_flows_r
                    "fewer");
     produce_records(prefix + ".ok", 0, 500, 2, false, 3);
     REQUIRE_EVENTUALLY(30s, end_offsets(b.dr, "primary." + prefix + ".ok") == 500);
-    REQUIRE_EVENTUALLY(20s, d->log().find("target topic primary." + prefix + ".wide") != std::string::npos);
+    REQUIRE_EVENTUALLY(
+        20s, d->log().find("target topic primary." + prefix + ".wide") != std::string::npos);
     const std::string log = d->log();
     CHECK(log.find("has 2 partitions but source topic " + prefix + ".wide") != std::string::npos);
     CHECK(log.find("has 4") != std::string::npos);
     const int port = d->admin_port();
     const std::string status = http_get(port, "/status");
     CHECK(status.find("\"name\":\"" + prefix + "-bad\",\"state\":\"failed\"") != std::string::npos);
-    CHECK(status.find("\"name\":\"" + prefix + "-good\",\"state\":\"running\"") != std::string::npos);
+    CHECK(status.find("\"name\":\"" + prefix + "-good\",\"state\":\"running\"") !=
+          std::string::npos);
     CHECK(d->running());
     d->signal(SIGTERM);
     CHECK(d->wait(15s) == std::optional<int>(0));

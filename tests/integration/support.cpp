@@ -70,8 +70,8 @@ rd_kafka_event_t* wait_admin(rd_kafka_queue_t* q, const std::string& what) {
     return ev;
 }
 
-void check_topic_results(const rd_kafka_topic_result_t* const* res, size_t n, const std::string& what,
-                         bool allow_exists = false) {
+void check_topic_results(const rd_kafka_topic_result_t* const* res, size_t n,
+                         const std::string& what, bool allow_exists = false) {
     for (size_t i = 0; i < n; ++i) {
         const auto err = rd_kafka_topic_result_error(res[i]);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) continue;
@@ -155,15 +155,16 @@ command_result run(const std::vector<std::string>& argv, std::chrono::millisecon
     return r;
 }
 
-std::vector<record> kcat_read(const std::string& bootstrap, const std::string& topic, int32_t partition) {
+std::vector<record> kcat_read(const std::string& bootstrap, const std::string& topic,
+                              int32_t partition) {
     std::string fmt = "%p";
     for (const char* f : {"%o", "%T", "%K", "%k", "%S", "%s", "%h"}) {
         fmt += field_sep;
         fmt += f;
     }
     fmt += record_sep;
-    std::vector<std::string> argv{"kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning",
-                                  "-e", "-q", "-f", fmt};
+    std::vector<std::string> argv{"kcat", "-C",        "-b", bootstrap, "-t", topic,
+                                  "-o",   "beginning", "-e", "-q",      "-f", fmt};
     if (partition >= 0) {
         argv.push_back("-p");
         argv.push_back(std::to_string(partition));
@@ -184,7 +185,8 @@ std::vector<record> kcat_read(const std::string& bootstrap, const std::string& t
         if (!f[7].empty()) {
             for (const auto& h : split(f[7], ',')) {
                 const auto eq = h.find('=');
-                x.headers.emplace_back(h.substr(0, eq), eq == std::string::npos ? "" : h.substr(eq + 1));
+                x.headers.emplace_back(h.substr(0, eq),
+                                       eq == std::string::npos ? "" : h.substr(eq + 1));
             }
         }
         out.push_back(std::move(x));
@@ -202,7 +204,8 @@ int kcat_partitions(const std::string& bootstrap, const std::string& topic) {
         if (line.find("topic \"" + topic + "\" with ") != std::string::npos &&
             line.find("Broker: Unknown topic") == std::string::npos)
             exists = true;
-        if (exists && line.find("partition ") != std::string::npos && line.find("leader") != std::string::npos)
+        if (exists && line.find("partition ") != std::string::npos &&
+            line.find("leader") != std::string::npos)
             ++n;
     }
     return n;
@@ -232,8 +235,9 @@ int64_t end_offsets(const std::string& bootstrap, const std::string& topic) {
         for (int t = 0; t < md->topic_cnt; ++t) {
             for (int p = 0; p < md->topics[t].partition_cnt; ++p) {
                 int64_t lo = 0, hi = 0;
-                if (rd_kafka_query_watermark_offsets(rk, topic.c_str(), md->topics[t].partitions[p].id, &lo,
-                                                     &hi, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                if (rd_kafka_query_watermark_offsets(rk, topic.c_str(),
+                                                     md->topics[t].partitions[p].id, &lo, &hi,
+                                                     10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
                     total += hi;
             }
         }
@@ -256,7 +260,8 @@ void create_topic(const std::string& bootstrap, const std::string& topic, int pa
     try {
         ev = wait_admin(q, "create topic " + topic);
         size_t n = 0;
-        const auto* res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+        const auto* res =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
         check_topic_results(res, n, "create topic");
     } catch (...) {
         if (ev) rd_kafka_event_destroy(ev);
@@ -274,12 +279,14 @@ void create_topic(const std::string& bootstrap, const std::string& topic, int pa
 void add_partitions(const std::string& bootstrap, const std::string& topic, int total) {
     rd_kafka_t* rk = admin_handle(bootstrap);
     char err[512];
-    rd_kafka_NewPartitions_t* np = rd_kafka_NewPartitions_new(topic.c_str(), static_cast<size_t>(total), err, sizeof err);
+    rd_kafka_NewPartitions_t* np =
+        rd_kafka_NewPartitions_new(topic.c_str(), static_cast<size_t>(total), err, sizeof err);
     rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
     rd_kafka_CreatePartitions(rk, &np, 1, nullptr, q);
     rd_kafka_event_t* ev = wait_admin(q, "add partitions to " + topic);
     size_t n = 0;
-    const auto* res = rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(ev), &n);
+    const auto* res =
+        rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(ev), &n);
     std::string failure;
     try {
         check_topic_results(res, n, "add partitions to");
@@ -305,20 +312,25 @@ void delete_topic(const std::string& bootstrap, const std::string& topic) {
     rd_kafka_destroy(rk);
 }
 
-std::map<std::string, std::string> dynamic_topic_configs(const std::string& bootstrap, const std::string& topic) {
+std::map<std::string, std::string> dynamic_topic_configs(const std::string& bootstrap,
+                                                         const std::string& topic) {
     rd_kafka_t* rk = admin_handle(bootstrap);
-    rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+    rd_kafka_ConfigResource_t* res =
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
     rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
     rd_kafka_DescribeConfigs(rk, &res, 1, nullptr, q);
     rd_kafka_event_t* ev = wait_admin(q, "describe configs of " + topic);
     size_t n = 0;
-    const auto* rs = rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
+    const auto* rs =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
     std::map<std::string, std::string> out;
     for (size_t i = 0; i < n; ++i) {
         size_t cnt = 0;
         const auto* entries = rd_kafka_ConfigResource_configs(rs[i], &cnt);
         for (size_t j = 0; j < cnt; ++j) {
-            if (rd_kafka_ConfigEntry_source(entries[j]) != RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG) continue;
+            if (rd_kafka_ConfigEntry_source(entries[j]) !=
+                RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG)
+                continue;
             const char* v = rd_kafka_ConfigEntry_value(entries[j]);
             out[rd_kafka_ConfigEntry_name(entries[j])] = v != nullptr ? v : "";
         }
@@ -386,15 +398,16 @@ void producer::produce(const std::string& topic, const record& r) {
     while (true) {
         rd_kafka_resp_err_t err;
         if (hdrs != nullptr)
-            err = rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(part),
-                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
-                                    RD_KAFKA_V_VALUE(val, val_len), RD_KAFKA_V_TIMESTAMP(ts),
-                                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+            err = rd_kafka_producev(
+                rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(part),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+                RD_KAFKA_V_VALUE(val, val_len), RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_HEADERS(hdrs),
+                RD_KAFKA_V_END);
         else
-            err = rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(part),
-                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
-                                    RD_KAFKA_V_VALUE(val, val_len), RD_KAFKA_V_TIMESTAMP(ts),
-                                    RD_KAFKA_V_END);
+            err = rd_kafka_producev(
+                rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(part),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+                RD_KAFKA_V_VALUE(val, val_len), RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(rk_, 50);
             continue;
@@ -415,7 +428,8 @@ void producer::flush() {
                                  " deliveries failed: " + failures_->last);
 }
 
-daemon_process::daemon_process(const std::string& config_path, const std::string& log_path) : log_path_(log_path) {
+daemon_process::daemon_process(const std::string& config_path, const std::string& log_path)
+    : log_path_(log_path) {
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
@@ -469,7 +483,8 @@ int daemon_process::admin_port() const {
 }
 
 std::string http_get(int port, const std::string& path) {
-    const auto r = run({"curl", "-s", "-m", "5", "http://127.0.0.1:" + std::to_string(port) + path}, 10s);
+    const auto r =
+        run({"curl", "-s", "-m", "5", "http://127.0.0.1:" + std::to_string(port) + path}, 10s);
     return r.exit_code == 0 ? r.out : std::string();
 }
 

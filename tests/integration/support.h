@@ -21,10 +21,10 @@ using namespace std::chrono_literals;
 
 // Addresses from .testbed/env (exported by scripts/test or sourced by hand).
 struct bed {
-    std::string primary;     // PRIMARY_BOOTSTRAP
-    std::string dr;          // DR_BOOTSTRAP
-    std::string s3_endpoint; // S3_ENDPOINT
-    std::string s3_bucket;   // S3_BUCKET
+    std::string primary;      // PRIMARY_BOOTSTRAP
+    std::string dr;           // DR_BOOTSTRAP
+    std::string s3_endpoint;  // S3_ENDPOINT
+    std::string s3_bucket;    // S3_BUCKET
     std::string s3_access_key;
     std::string s3_secret_key;
 };
@@ -47,8 +47,8 @@ struct record {
     int32_t partition = -1;
     int64_t offset = -1;
     int64_t timestamp = -1;
-    std::optional<std::string> key;    // nullopt = null key
-    std::optional<std::string> value;  // nullopt = tombstone
+    std::optional<std::string> key;                            // nullopt = null key
+    std::optional<std::string> value;                          // nullopt = tombstone
     std::vector<std::pair<std::string, std::string>> headers;  // in order
     bool operator==(const record& o) const {
         return key == o.key && value == o.value && headers == o.headers && timestamp == o.timestamp;
@@ -129,4 +129,5 @@ bool eventually(std::chrono::milliseconds deadline, const std::function<bool()>&
 }  // namespace rpl::test
 
 // REQUIRE_EVENTUALLY(deadline, predicate): no sleeps in tests.
-#define REQUIRE_EVENTUALLY(deadline, ...) REQUIRE(::rpl::test::eventually(deadline, [&] { return (__VA_ARGS__); }))
+#define REQUIRE_EVENTUALLY(deadline, ...) \
+    REQUIRE(::rpl::test::eventually(deadline, [&] { return (__VA_ARGS__); }))

@@ -24,7 +24,9 @@ TEST_CASE("testbed_primary_round_trips_key_value_headers_and_timestamp_through_k
         r.timestamp = now_ms - (i * 7919) % 100000;  // explicit, not in order
         if (i % 5 != 0) r.key = "key-" + std::to_string(i);
         if (i % 7 != 3) r.value = "value-" + std::to_string(i * i);
-        for (int h = 0; h < i % 4; ++h) r.headers.emplace_back(h == 2 ? "h0" : "h" + std::to_string(h), "v" + std::to_string(h));
+        for (int h = 0; h < i % 4; ++h)
+            r.headers.emplace_back(h == 2 ? "h0" : "h" + std::to_string(h),
+                                   "v" + std::to_string(h));
         sent.push_back(r);
     }
     {

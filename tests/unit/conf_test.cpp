@@ -26,7 +26,9 @@ bootstrap = "127.0.0.1:19092"
 bootstrap = "127.0.0.1:29092"
 )";
 
-std::string with_clusters(std::string_view rest) { return std::string(two_clusters) + std::string(rest); }
+std::string with_clusters(std::string_view rest) {
+    return std::string(two_clusters) + std::string(rest);
+}
 
 // The whole error message of a file that must not load.
 std::string errors_of(std::string_view text) {
@@ -45,8 +47,9 @@ Config load_ok(std::string_view text) {
 std::size_t line_count(const std::string& s) { return std::count(s.begin(), s.end(), '\n') + 1; }
 
 // CHECK that `message` holds `expected`, printing the whole message if not.
-#define CHECK_HAS(message, expected)                                                                    \
-    CHECK_MESSAGE((message).find(expected) != std::string::npos, "missing: " << (expected) << "\nin:\n" \
+#define CHECK_HAS(message, expected)                                                       \
+    CHECK_MESSAGE((message).find(expected) != std::string::npos, "missing: " << (expected) \
+                                                                             << "\nin:\n"  \
                                                                              << (message))
 
 }  // namespace
@@ -69,8 +72,8 @@ TEST_CASE("parse_duration accepts every documented unit and combinations") {
 
 TEST_CASE("parse_duration rejects numbers without a unit and unknown units") {
     // Guards against "5" silently meaning 5 ms to one reader and 5 s to another.
-    for (const char* bad :
-         {"", "5", "s", "5 s", "5 parsecs", "1.5s", "5S", "5sec", "--5s", "5s-", "99999999999999999999d"}) {
+    for (const char* bad : {"", "5", "s", "5 s", "5 parsecs", "1.5s", "5S", "5sec", "--5s", "5s-",
+                            "99999999999999999999d"}) {
         auto r = rpl::conf::parse_duration(bad);
         CHECK_MESSAGE(!r, bad);
         if (!r) CHECK_HAS(r.error().message, "invalid duration");
@@ -102,7 +105,8 @@ TEST_CASE("parse_size reads decimal and binary units exactly") {
 }
 
 TEST_CASE("parse_size rejects unknown units, fractions and overflow") {
-    for (const char* bad : {"", "10XB", "MiB", "-1", "1.5MiB", "64 MiB", "64mib", "99999999999TiB"}) {
+    for (const char* bad :
+         {"", "10XB", "MiB", "-1", "1.5MiB", "64 MiB", "64mib", "99999999999TiB"}) {
         auto r = rpl::conf::parse_size(bad);
         CHECK_MESSAGE(!r, bad);
         if (!r) CHECK_HAS(r.error().message, "invalid size");
@@ -328,7 +332,9 @@ target = "dr"
 chekpoint_interval = "5s"
 colour = "blue"
 )"));
-    CHECK_HAS(e, "t.toml:8:1: flow[0].chekpoint_interval: unknown key; did you mean 'checkpoint_interval'?");
+    CHECK_HAS(
+        e,
+        "t.toml:8:1: flow[0].chekpoint_interval: unknown key; did you mean 'checkpoint_interval'?");
     // Nothing is close to "colour": no misleading suggestion.
     CHECK_MESSAGE(e.ends_with("t.toml:9:1: flow[0].colour: unknown key"), e);
 }
@@ -358,9 +364,10 @@ source = "primary"
 target = "dr"
 topics = "orders"
 )"));
-    CHECK_HAS(e,
-              "t.toml:8:10: flow[0].topics: expected an array of strings, got a string; write topics = "
-              "[\"orders\"]");
+    CHECK_HAS(
+        e,
+        "t.toml:8:10: flow[0].topics: expected an array of strings, got a string; write topics = "
+        "[\"orders\"]");
 }
 
 TEST_CASE("a string where an integer belongs is a type error") {
@@ -374,7 +381,8 @@ sync_group_offsets = "yes"
     CHECK_HAS(e, "t.toml:8:22: flow[0].replication_factor: expected an integer, got a string");
     CHECK_HAS(e, "t.toml:9:16: flow[0].groups[1]: expected a string, got an integer");
     CHECK_HAS(e,
-              "t.toml:10:22: flow[0].sync_group_offsets: expected a boolean (true or false), got a string");
+              "t.toml:10:22: flow[0].sync_group_offsets: expected a boolean (true or false), got a "
+              "string");
 }
 
 TEST_CASE("[flow] written as a table instead of [[flow]] is a type error") {
@@ -390,8 +398,9 @@ source = "primary"
 target = "dr"
 replication_factor = 0
 )"));
-    CHECK_HAS(
-        e, "t.toml:8:22: flow[0].replication_factor: must be -1 (automatic) or between 1 and 32767, got 0");
+    CHECK_HAS(e,
+              "t.toml:8:22: flow[0].replication_factor: must be -1 (automatic) or between 1 and "
+              "32767, got 0");
 }
 
 TEST_CASE("invalid regex names the regex and the regex engine's reason") {
@@ -422,7 +431,8 @@ target = "backup"
     CHECK_HAS(e,
               "t.toml:6:10: flow[0].source: unknown cluster 'primray'; did you mean 'primary'? "
               "(known clusters: dr, primary)");
-    CHECK_HAS(e, "t.toml:7:10: flow[0].target: unknown cluster 'backup' (known clusters: dr, primary)");
+    CHECK_HAS(
+        e, "t.toml:7:10: flow[0].target: unknown cluster 'backup' (known clusters: dr, primary)");
 }
 
 TEST_CASE("a tap naming an unknown cluster lists the known ones") {
@@ -430,14 +440,17 @@ TEST_CASE("a tap naming an unknown cluster lists the known ones") {
 source = "backup"
 storage = "file:///var/backups"
 )"));
-    CHECK_HAS(e, "t.toml:6:10: tap[0].source: unknown cluster 'backup' (known clusters: dr, primary)");
+    CHECK_HAS(e,
+              "t.toml:6:10: tap[0].source: unknown cluster 'backup' (known clusters: dr, primary)");
 }
 
 TEST_CASE("a pair naming an unknown cluster lists the known ones") {
     const std::string e = errors_of(with_clusters(R"([[pair]]
 clusters = ["primary", "west"]
 )"));
-    CHECK_HAS(e, "t.toml:6:24: pair[0].clusters[1]: unknown cluster 'west' (known clusters: dr, primary)");
+    CHECK_HAS(
+        e,
+        "t.toml:6:24: pair[0].clusters[1]: unknown cluster 'west' (known clusters: dr, primary)");
 }
 
 TEST_CASE("a flow whose source is its target is rejected") {
@@ -458,7 +471,8 @@ name = "mirror"
 source = "dr"
 target = "primary"
 )"));
-    CHECK_HAS(e, "t.toml:10:8: flow[1].name: duplicate name 'mirror'; flow[0] at line 6 already uses it");
+    CHECK_HAS(
+        e, "t.toml:10:8: flow[1].name: duplicate name 'mirror'; flow[0] at line 6 already uses it");
 }
 
 TEST_CASE("two unnamed flows between the same clusters collide on the default name") {
@@ -470,7 +484,8 @@ source = "primary"
 target = "dr"
 )"));
     CHECK_HAS(e,
-              "t.toml:8:1: flow[1].name: duplicate name 'primary-to-dr'; flow[0] at line 5 already uses it");
+              "t.toml:8:1: flow[1].name: duplicate name 'primary-to-dr'; flow[0] at line 5 already "
+              "uses it");
 }
 
 TEST_CASE("duplicate tap names point at the first definition") {
@@ -483,7 +498,8 @@ name = "archive"
 source = "dr"
 storage = "file:///b"
 )"));
-    CHECK_HAS(e, "t.toml:10:8: tap[1].name: duplicate name 'archive'; tap[0] at line 6 already uses it");
+    CHECK_HAS(
+        e, "t.toml:10:8: tap[1].name: duplicate name 'archive'; tap[0] at line 6 already uses it");
 }
 
 TEST_CASE("a pair's flow colliding with an explicit flow is reported at the pair") {
@@ -493,9 +509,10 @@ target = "dr"
 [[pair]]
 clusters = ["primary", "dr"]
 )"));
-    CHECK_HAS(e,
-              "t.toml:8:1: pair[0]: its flow 'primary-to-dr' has a duplicate name; flow[0] at line 5 "
-              "already uses it");
+    CHECK_HAS(
+        e,
+        "t.toml:8:1: pair[0]: its flow 'primary-to-dr' has a duplicate name; flow[0] at line 5 "
+        "already uses it");
 }
 
 TEST_CASE("a pair that names one cluster twice is rejected") {
@@ -533,7 +550,8 @@ checkpoint_interval = "5 parsecs"
 refresh_interval = 5
 )"));
     CHECK_HAS(e,
-              "t.toml:8:23: flow[0].checkpoint_interval: invalid duration \"5 parsecs\": expected a number "
+              "t.toml:8:23: flow[0].checkpoint_interval: invalid duration \"5 parsecs\": expected "
+              "a number "
               "and a unit");
     // A bare number has no unit: 5 ms or 5 s? Refuse to guess.
     CHECK_HAS(e, "t.toml:9:20: flow[0].refresh_interval: expected a duration string with a unit");
@@ -588,7 +606,8 @@ source = "primary"
 storage = "s3://"
 )"));
     CHECK_HAS(e,
-              "t.toml:8:11: tap[0].storage: unsupported storage scheme 'gs' in 'gs://bucket/x'; only file:// "
+              "t.toml:8:11: tap[0].storage: unsupported storage scheme 'gs' in 'gs://bucket/x'; "
+              "only file:// "
               "and s3:// are supported");
     CHECK_HAS(e, "t.toml:12:11: tap[1].storage: unsupported storage scheme 'ftp'");
     CHECK_HAS(e, "t.toml:16:11: tap[2].storage: expected a URL, got '/var/backups'");
@@ -626,7 +645,9 @@ storage = "file:///x"
 s3_access_key = "AKIA"
 s3_secret_key = "shh"
 )"));
-    CHECK_HAS(e, "t.toml:9:17: tap[0].s3_access_key: set both s3_access_key and s3_secret_key, or neither");
+    CHECK_HAS(
+        e,
+        "t.toml:9:17: tap[0].s3_access_key: set both s3_access_key and s3_secret_key, or neither");
     CHECK_HAS(e, "t.toml:14:17: tap[1].s3_access_key: only applies to s3:// storage");
 }
 
@@ -638,9 +659,10 @@ bootstrap = "127.0.0.1:19092"
 acks = "banana"
 )");
     // Unknown names point at the key, bad values at the value.
-    CHECK_HAS(e,
-              "t.toml:4:1: clusters.primary.client.no.such.property: rejected by librdkafka: No such "
-              "configuration property: \"no.such.property\"");
+    CHECK_HAS(
+        e,
+        "t.toml:4:1: clusters.primary.client.no.such.property: rejected by librdkafka: No such "
+        "configuration property: \"no.such.property\"");
     CHECK_HAS(e, "t.toml:5:8: clusters.primary.client.acks: rejected by librdkafka: Invalid value");
 }
 
@@ -707,7 +729,9 @@ name = "a/b"
 source = "pri mary"
 target = "dr"
 )");
-    CHECK_HAS(e, "t.toml:1:11: clusters.pri mary: cluster alias 'pri mary' must use only letters, digits");
+    CHECK_HAS(
+        e,
+        "t.toml:1:11: clusters.pri mary: cluster alias 'pri mary' must use only letters, digits");
     CHECK_HAS(e, "t.toml:6:8: flow[0].name: name 'a/b' must use only letters");
 }
 
@@ -723,9 +747,10 @@ TEST_CASE("admin_listen off loopback requires an admin token") {
     const std::string e = errors_of(R"([daemon]
 admin_listen = "0.0.0.0:9464"
 )");
-    CHECK_HAS(e,
-              "t.toml:2:16: daemon.admin_listen: listening on '0.0.0.0:9464', which is not loopback, "
-              "requires daemon.admin_token");
+    CHECK_HAS(
+        e,
+        "t.toml:2:16: daemon.admin_listen: listening on '0.0.0.0:9464', which is not loopback, "
+        "requires daemon.admin_token");
     load_ok(R"([daemon]
 admin_listen = "0.0.0.0:9464"
 admin_token = "t"
@@ -736,7 +761,9 @@ TEST_CASE("log_level must be a known level") {
     const std::string e = errors_of(R"([daemon]
 log_level = "verbose"
 )");
-    CHECK_HAS(e, "t.toml:2:13: daemon.log_level: unknown level 'verbose'; expected trace, debug, info, warn");
+    CHECK_HAS(e,
+              "t.toml:2:13: daemon.log_level: unknown level 'verbose'; expected trace, debug, "
+              "info, warn");
 }
 
 TEST_CASE("every error in the file is listed, one per line, in file order") {
@@ -773,14 +800,16 @@ TEST_CASE("a missing file is an io error naming the file") {
 // Secrets
 
 TEST_CASE("secret property names are recognised") {
-    for (const char* k : {"sasl.password", "ssl.key.password", "ssl.key.pem", "ssl.key.location",
-                          "ssl.keystore.location", "ssl.keystore.password", "sasl.oauthbearer.config",
-                          "sasl.oauthbearer.client.secret", "sasl.jaas.config", "s3_access_key",
-                          "s3_secret_key", "admin_token", "SASL.PASSWORD", "my.client.key.pem"}) {
+    for (const char* k :
+         {"sasl.password", "ssl.key.password", "ssl.key.pem", "ssl.key.location",
+          "ssl.keystore.location", "ssl.keystore.password", "sasl.oauthbearer.config",
+          "sasl.oauthbearer.client.secret", "sasl.jaas.config", "s3_access_key", "s3_secret_key",
+          "admin_token", "SASL.PASSWORD", "my.client.key.pem"}) {
         CHECK_MESSAGE(rpl::conf::is_secret_key(k), k);
     }
-    for (const char* k : {"bootstrap.servers", "sasl.username", "sasl.mechanisms", "security.protocol",
-                          "client.id", "ssl.ca.location", "ssl.certificate.location", "state_dir"}) {
+    for (const char* k :
+         {"bootstrap.servers", "sasl.username", "sasl.mechanisms", "security.protocol", "client.id",
+          "ssl.ca.location", "ssl.certificate.location", "state_dir"}) {
         CHECK_MESSAGE(!rpl::conf::is_secret_key(k), k);
     }
 }
@@ -798,9 +827,9 @@ TEST_CASE("masked_url hides userinfo and credential query parameters") {
     CHECK(rpl::conf::masked_url(
               "s3://bucket/p?region=eu&access_key=AKIA&secret_key=shh&endpoint=http://x:8333") ==
           "s3://bucket/p?region=eu&access_key=******&secret_key=******&endpoint=http://x:8333");
-    CHECK(
-        rpl::conf::masked_url("https://h/o?X-Amz-Credential=AKIA%2F2024&X-Amz-Signature=abc&token=t#frag") ==
-        "https://h/o?X-Amz-Credential=******&X-Amz-Signature=******&token=******#frag");
+    CHECK(rpl::conf::masked_url(
+              "https://h/o?X-Amz-Credential=AKIA%2F2024&X-Amz-Signature=abc&token=t#frag") ==
+          "https://h/o?X-Amz-Credential=******&X-Amz-Signature=******&token=******#frag");
     CHECK(rpl::conf::masked_url("file:///var/backups") == "file:///var/backups");
 }
 
@@ -830,7 +859,8 @@ s3_secret_key = "wJalrXUtnFEMI"
         "q-s3cr3t",    "AKIAEXAMPLE2",        "wJalrXUtnFEMI"};
     const Config c = load_ok(secrets_toml);
     const std::string d = rpl::conf::describe(c);
-    for (const auto& s : secrets) CHECK_MESSAGE(d.find(s) == std::string::npos, s << " leaked:\n" << d);
+    for (const auto& s : secrets)
+        CHECK_MESSAGE(d.find(s) == std::string::npos, s << " leaked:\n" << d);
     CHECK_HAS(d, "sasl.password\" = \"******\"");
     CHECK_HAS(d, "sasl.username\" = \"replicator\"");  // non-secrets stay readable
 
@@ -864,7 +894,8 @@ admin_token = ["tok-abc-123"]
     };
     for (const auto& text : bad) {
         const std::string e = errors_of(text);
-        for (const auto& s : secrets) CHECK_MESSAGE(e.find(s) == std::string::npos, s << " leaked:\n" << e);
+        for (const auto& s : secrets)
+            CHECK_MESSAGE(e.find(s) == std::string::npos, s << " leaked:\n" << e);
     }
 }
 
@@ -907,14 +938,15 @@ storage = "file://.testbed/archive"
 
 TEST_CASE("every file in conf/examples loads without errors") {
     // Resolved from this source file, so it works from any build directory.
-    const auto dir =
-        std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "conf" / "examples";
+    const auto dir = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() /
+                     "conf" / "examples";
     REQUIRE_MESSAGE(std::filesystem::is_directory(dir), dir.string());
     int loaded = 0;
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
         if (entry.path().extension() != ".toml") continue;
         auto r = rpl::conf::load(entry.path().string());
-        CHECK_MESSAGE(r.has_value(), entry.path().string() << ":\n" << (r ? "" : r.error().message));
+        CHECK_MESSAGE(r.has_value(), entry.path().string() << ":\n"
+                                                           << (r ? "" : r.error().message));
         ++loaded;
     }
     // demo.toml and full.toml at least: an empty directory must not pass.

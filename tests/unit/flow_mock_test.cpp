@@ -54,7 +54,8 @@ void produce(const std::string& bootstrap, const std::string& topic, int partiti
     for (int i = 0; i < count; ++i) {
         const std::string key = "k" + std::to_string(i);
         const std::string value = "v" + std::to_string(i);
-        REQUIRE(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(i % partitions),
+        REQUIRE(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()),
+                                  RD_KAFKA_V_PARTITION(i % partitions),
                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                   RD_KAFKA_V_KEY(key.data(), key.size()),
                                   RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
@@ -65,8 +66,9 @@ void produce(const std::string& bootstrap, const std::string& topic, int partiti
 }
 
 // Every value in each partition of a topic, in order.
-std::map<int, std::vector<std::string>> read_all(const std::string& bootstrap, const std::string& topic,
-                                                 int partitions, size_t expect, std::chrono::seconds deadline) {
+std::map<int, std::vector<std::string>> read_all(const std::string& bootstrap,
+                                                 const std::string& topic, int partitions,
+                                                 size_t expect, std::chrono::seconds deadline) {
     char err[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
@@ -77,7 +79,8 @@ std::map<int, std::vector<std::string>> read_all(const std::string& bootstrap, c
     rd_kafka_poll_set_consumer(c);
     rd_kafka_topic_partition_list_t* tpl = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; ++p)
-        rd_kafka_topic_partition_list_add(tpl, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_topic_partition_list_add(tpl, topic.c_str(), p)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(c, tpl);
     rd_kafka_topic_partition_list_destroy(tpl);
     std::map<int, std::vector<std::string>> out;
@@ -98,11 +101,16 @@ std::map<int, std::vector<std::string>> read_all(const std::string& bootstrap, c
 }
 
 rpl::conf::Config config_for(const std::string& src, const std::string& dst) {
-    const std::string text = "[daemon]\nadmin_listen = \"127.0.0.1:0\"\n"
-                             "[clusters.src]\nbootstrap = \"" + src + "\"\n"
-                             "[clusters.dst]\nbootstrap = \"" + dst + "\"\n"
-                             "[[flow]]\nname = \"mock\"\nsource = \"src\"\ntarget = \"dst\"\n"
-                             "topics = [\"orders\"]\nheartbeats = false\nrefresh_interval = \"1s\"\n";
+    const std::string text =
+        "[daemon]\nadmin_listen = \"127.0.0.1:0\"\n"
+        "[clusters.src]\nbootstrap = \"" +
+        src +
+        "\"\n"
+        "[clusters.dst]\nbootstrap = \"" +
+        dst +
+        "\"\n"
+        "[[flow]]\nname = \"mock\"\nsource = \"src\"\ntarget = \"dst\"\n"
+        "topics = [\"orders\"]\nheartbeats = false\nrefresh_interval = \"1s\"\n";
     auto cfg = rpl::conf::parse(text, "mock.toml");
     REQUIRE_MESSAGE(cfg.has_value(), (cfg ? "" : cfg.error().message));
     return std::move(cfg).value();
@@ -125,13 +133,15 @@ TEST_CASE("flow_rewinds_and_loses_nothing_when_the_target_rejects_produce_reques
     // the target holds every record once the errors stop, in source order.
     mock_cluster src(1), dst(1);
     REQUIRE(rd_kafka_mock_topic_create(src.get(), "orders", 3, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    REQUIRE(rd_kafka_mock_topic_create(dst.get(), "src.orders", 3, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    REQUIRE(rd_kafka_mock_topic_create(dst.get(), "src.orders", 3, 1) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR);
     produce(src.bootstrap(), "orders", 3, 3000);
 
     // Non-retriable produce errors: librdkafka reports them per message.
-    rd_kafka_mock_push_request_errors(dst.get(), 0 /* Produce */, 4, RD_KAFKA_RESP_ERR_INVALID_RECORD,
-                                      RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR_INVALID_MSG,
-                                      RD_KAFKA_RESP_ERR_INVALID_RECORD);
+    rd_kafka_mock_push_request_errors(
+        dst.get(), 0 /* Produce */, 4, RD_KAFKA_RESP_ERR_INVALID_RECORD,
+        RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR_INVALID_MSG,
+        RD_KAFKA_RESP_ERR_INVALID_RECORD);
 
     const auto cfg = config_for(src.bootstrap(), dst.bootstrap());
     prometheus::Registry registry;
@@ -167,7 +177,8 @@ TEST_CASE("flow_waits_out_a_target_broker_outage_without_skipping") {
     // that skips records: retriable errors stay inside librdkafka.
     mock_cluster src(1), dst(1);
     REQUIRE(rd_kafka_mock_topic_create(src.get(), "orders", 2, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    REQUIRE(rd_kafka_mock_topic_create(dst.get(), "src.orders", 2, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    REQUIRE(rd_kafka_mock_topic_create(dst.get(), "src.orders", 2, 1) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR);
     const auto cfg = config_for(src.bootstrap(), dst.bootstrap());
     prometheus::Registry registry;
     auto metrics = rpl::replicator::make_mirror_metrics(registry);

@@ -19,8 +19,10 @@ TEST_CASE("checkpoint_bytes_match_mirrormaker2_layout") {
     // Guards against a field order or width that Kafka's own
     // RemoteClusterUtils would misread.
     const checkpoint c{"g1", "primary.t", 3, 5, 258, "m"};
-    CHECK(checkpoint_key(c) == bytes({0, 2, 'g', '1', 0, 9, 'p', 'r', 'i', 'm', 'a', 'r', 'y', '.', 't', 0, 0, 0, 3}));
-    CHECK(checkpoint_value(c) == bytes({0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 'm'}));
+    CHECK(checkpoint_key(c) ==
+          bytes({0, 2, 'g', '1', 0, 9, 'p', 'r', 'i', 'm', 'a', 'r', 'y', '.', 't', 0, 0, 0, 3}));
+    CHECK(checkpoint_value(c) ==
+          bytes({0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 'm'}));
     const auto back = decode_checkpoint(checkpoint_key(c), checkpoint_value(c));
     REQUIRE(back.has_value());
     CHECK(back.value().group == "g1");

@@ -659,9 +659,10 @@ TEST_CASE("reverse_lookup_never_skips_a_record_the_target_consumer_has_not_read"
         const int steps = 20 + static_cast<int>(rng() % 60);
         for (int i = 0; i < steps; ++i) {
             const auto r = rng() % 10;
-            if (r == 0) src += 1 + static_cast<int64_t>(rng() % 4);                     // source gap
-            if (r == 1) dst += 1 + static_cast<int64_t>(rng() % 3);                     // target gap
-            if (r == 2 && src > 0) src -= std::min<int64_t>(src, 1 + static_cast<int64_t>(rng() % 6));  // re-send
+            if (r == 0) src += 1 + static_cast<int64_t>(rng() % 4);  // source gap
+            if (r == 1) dst += 1 + static_cast<int64_t>(rng() % 3);  // target gap
+            if (r == 2 && src > 0)
+                src -= std::min<int64_t>(src, 1 + static_cast<int64_t>(rng() % 6));  // re-send
             pr.add(src, dst);
             copies[src].push_back(dst);
             ++src;
