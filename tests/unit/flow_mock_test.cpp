@@ -199,3 +199,36 @@ TEST_CASE("flow_waits_out_a_target_broker_outage_without_skipping") {
     CHECK(got.at(0).size() == 500);
     CHECK(got.at(1).size() == 500);
 }
+
+TEST_CASE("flow_recreates_a_fatally_failed_producer_and_loses_nothing") {
+    // Guards against librdkafka 2.0.2 declaring the idempotent producer
+    // fatally broken (here: an out-of-order sequence from the broker) and the
+    // flow either stopping for good or skipping what was in flight.
+    mock_cluster src(1), dst(1);
+    REQUIRE(rd_kafka_mock_topic_create(src.get(), "orders", 2, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    REQUIRE(rd_kafka_mock_topic_create(dst.get(), "src.orders", 2, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    produce(src.bootstrap(), "orders", 2, 2000);
+    rd_kafka_mock_push_request_errors(dst.get(), 0 /* Produce */, 2,
+                                      RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                      RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+
+    const auto cfg = config_for(src.bootstrap(), dst.bootstrap());
+    prometheus::Registry registry;
+    auto metrics = rpl::replicator::make_mirror_metrics(registry);
+    rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics});
+    REQUIRE(f.start().has_value());
+    const auto got = read_all(dst.bootstrap(), "src.orders", 2, 2000, 60s);
+    f.stop();
+
+    for (int p = 0; p < 2; ++p) {
+        CAPTURE(p);
+        REQUIRE(got.count(p) == 1);
+        std::vector<std::string> want;
+        for (int i = p; i < 2000; i += 2) want.push_back("v" + std::to_string(i));
+        std::vector<std::string> dedup;
+        for (const auto& v : got.at(p))
+            if (std::find(dedup.begin(), dedup.end(), v) == dedup.end()) dedup.push_back(v);
+        CHECK(dedup == want);
+    }
+    CHECK(counter_value(registry, "replicatord_flow_restarts_total") >= 1);
+}
