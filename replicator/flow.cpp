@@ -613,6 +613,7 @@ Result<void> flow::discover() {
     const bool sync_now = clock::now() >= next_config_sync_;
     bool grew = false;
     std::vector<std::string> wanted;
+    std::vector<topic_state*> to_sync;
     for (const auto& t : src.topics) {
         if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR || t.partitions.empty()) continue;
         if (!policy_.mirrored(t.name)) continue;
@@ -645,12 +646,7 @@ Result<void> flow::discover() {
             } else {
                 ts.target_partitions = have;
             }
-            if (sync_now) {
-                if (auto r = sync_configs(ts); !r) {
-                    count_error("config_sync");
-                    log_.warn("config sync of " + ts.target + ": " + r.error().message);
-                }
-            }
+            if (sync_now) to_sync.push_back(&ts);
         }
         wanted.push_back(t.name);
     }
@@ -679,6 +675,19 @@ Result<void> flow::discover() {
         subscribed_ = wanted;
         std::lock_guard lock(status_mu_);
         status_.topics = wanted;
+    }
+    // After the subscription, so that a slow or unsupported DescribeConfigs
+    // never delays mirroring a new topic.
+    for (auto* ts : to_sync) {
+        if (auto r = sync_configs(*ts); !r) {
+            count_error("config_sync");
+            log_.warn("config sync of " + ts->target + ": " + r.error().message +
+                      "; next try in 60 s");
+            // A cluster that cannot describe configs should not stall the
+            // data path every few seconds.
+            next_config_sync_ = clock::now() + 60s;
+            break;
+        }
     }
     return ok();
 }

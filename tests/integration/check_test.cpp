@@ -93,7 +93,7 @@ void require_bed_up() {
     const auto& b = testbed();
     for (const auto& bootstrap : {b.primary, b.dr}) {
         REQUIRE_MESSAGE(eventually(
-                            90s, [&] { return !kcat_topics(bootstrap).empty(); }, 1s),
+                            90s, [&] { return broker_answers(bootstrap); }, 1s),
                         bootstrap << " does not answer");
     }
 }

@@ -431,40 +431,6 @@ offsets partition_ends(const std::string& bootstrap, const std::string& topic, i
     return out;
 }
 
-// Replaces a topic's dynamic configs (librdkafka 2.0 has no incremental
-// alter): pass every dynamic config the topic should keep.
-void set_topic_configs(const std::string& bootstrap, const std::string& topic,
-                       const std::map<std::string, std::string>& configs) {
-    rd_kafka_t* rk = plain_handle(bootstrap);
-    rd_kafka_ConfigResource_t* res =
-        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
-    for (const auto& [k, v] : configs)
-        rd_kafka_ConfigResource_set_config(res, k.c_str(), v.c_str());
-    rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
-    rd_kafka_AlterConfigs(rk, &res, 1, nullptr, q);
-    rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 60000);
-    std::string failure;
-    if (ev == nullptr)
-        failure = "no answer";
-    else if (rd_kafka_event_error(ev))
-        failure = rd_kafka_event_error_string(ev);
-    else {
-        size_t n = 0;
-        const auto* rs =
-            rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
-        for (size_t i = 0; i < n; ++i)
-            if (rd_kafka_ConfigResource_error(rs[i]))
-                failure = rd_kafka_ConfigResource_error_string(rs[i])
-                              ? rd_kafka_ConfigResource_error_string(rs[i])
-                              : rd_kafka_err2str(rd_kafka_ConfigResource_error(rs[i]));
-    }
-    if (ev) rd_kafka_event_destroy(ev);
-    rd_kafka_ConfigResource_destroy(res);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
-    if (!failure.empty()) throw std::runtime_error("alter configs of " + topic + ": " + failure);
-}
-
 // A group consumer; closed (leaving the group, committing nothing) on scope exit.
 struct consumer {
     rd_kafka_t* rk = nullptr;

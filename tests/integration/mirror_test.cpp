@@ -174,6 +174,31 @@ TEST_CASE("mirror_copies_every_record_byte_for_byte_with_partition_key_value_hea
     const auto c_cfg = dynamic_topic_configs(b.dr, "primary." + topics[2]);
     REQUIRE(c_cfg.count("cleanup.policy") == 1);
     CHECK(c_cfg.at("cleanup.policy") == "compact");
+    // Metrics agree with what kcat saw: every record counted once, no lag.
+    const int port = d->admin_port();
+    REQUIRE(port > 0);
+    const std::string metrics = http_get(port, "/metrics");
+    for (const auto& t : topics) {
+        CHECK(metrics.find("replicatord_records_replicated_total{flow=\"" + prefix + "\",topic=\"" +
+                           t + "\"} " + std::to_string(per_topic) + "\n") != std::string::npos);
+        CHECK(metrics.find("replicatord_lag_records{flow=\"" + prefix +
+                           "\",partition=\"0\",topic=\"" + t + "\"} 0\n") != std::string::npos);
+    }
+    CHECK(metrics.find("replicatord_target_topics_created_total{flow=\"" + prefix + "\"} ") !=
+          std::string::npos);
+    CHECK(metrics.find("replicatord_replication_latency_seconds_count{flow=\"" + prefix + "\"}") !=
+          std::string::npos);
+
+    // Configs changed later at the source follow; the target's own
+    // min.insync.replicas is left alone.
+    set_topic_configs(b.primary, topics[0],
+                      {{"retention.ms", "172800000"}, {"min.insync.replicas", "1"}});
+    REQUIRE_EVENTUALLY(
+        30s,
+        dynamic_topic_configs(b.dr, "primary." + topics[0]).count("retention.ms") == 1 &&
+            dynamic_topic_configs(b.dr, "primary." + topics[0]).at("retention.ms") == "172800000");
+    CHECK(dynamic_topic_configs(b.dr, "primary." + topics[0]).count("min.insync.replicas") == 0);
+
     // Target names follow the naming policy: nothing else with the prefix.
     for (const auto& name : kcat_topics(b.dr))
         if (name.find(prefix) != std::string::npos) CHECK(name.rfind("primary." + prefix, 0) == 0);

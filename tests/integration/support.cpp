@@ -211,6 +211,11 @@ int kcat_partitions(const std::string& bootstrap, const std::string& topic) {
     return n;
 }
 
+bool broker_answers(const std::string& bootstrap) {
+    const auto r = run({"kcat", "-L", "-b", bootstrap, "-m", "5"}, 15s);
+    return r.exit_code == 0 && r.out.find(" brokers:") != std::string::npos;
+}
+
 std::vector<std::string> kcat_topics(const std::string& bootstrap) {
     const auto r = run({"kcat", "-L", "-b", bootstrap, "-m", "10"}, 30s);
     std::vector<std::string> out;
@@ -310,6 +315,31 @@ void delete_topic(const std::string& bootstrap, const std::string& topic) {
     rd_kafka_DeleteTopic_destroy(dt);
     rd_kafka_queue_destroy(q);
     rd_kafka_destroy(rk);
+}
+
+void set_topic_configs(const std::string& bootstrap, const std::string& topic,
+                       const std::map<std::string, std::string>& configs) {
+    rd_kafka_t* rk = admin_handle(bootstrap);
+    rd_kafka_ConfigResource_t* res =
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+    for (const auto& [k, v] : configs)
+        rd_kafka_ConfigResource_set_config(res, k.c_str(), v.c_str());
+    rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+    rd_kafka_AlterConfigs(rk, &res, 1, nullptr, q);
+    rd_kafka_event_t* ev = wait_admin(q, "alter configs of " + topic);
+    size_t n = 0;
+    const auto* rs =
+        rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
+    std::string failure;
+    for (size_t i = 0; i < n; ++i)
+        if (rd_kafka_ConfigResource_error(rs[i]))
+            failure = "alter configs of " + topic + ": " +
+                      rd_kafka_err2str(rd_kafka_ConfigResource_error(rs[i]));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_ConfigResource_destroy(res);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    if (!failure.empty()) throw std::runtime_error(failure);
 }
 
 std::map<std::string, std::string> dynamic_topic_configs(const std::string& bootstrap,

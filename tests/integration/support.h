@@ -62,6 +62,8 @@ std::vector<record> kcat_read(const std::string& bootstrap, const std::string& t
                               int32_t partition = -1);
 // Partitions of a topic as kcat sees them (0 if the topic does not exist).
 int kcat_partitions(const std::string& bootstrap, const std::string& topic);
+// True when the cluster answers a metadata request (kcat -L) with a broker.
+bool broker_answers(const std::string& bootstrap);
 // All topic names kcat lists.
 std::vector<std::string> kcat_topics(const std::string& bootstrap);
 
@@ -73,6 +75,9 @@ void create_topic(const std::string& bootstrap, const std::string& topic, int pa
                   const std::map<std::string, std::string>& configs = {});
 void add_partitions(const std::string& bootstrap, const std::string& topic, int total);
 void delete_topic(const std::string& bootstrap, const std::string& topic);
+// Replaces the topic's dynamic configs with `configs` (AlterConfigs).
+void set_topic_configs(const std::string& bootstrap, const std::string& topic,
+                       const std::map<std::string, std::string>& configs);
 std::map<std::string, std::string> dynamic_topic_configs(const std::string& bootstrap,
                                                          const std::string& topic);
 

@@ -149,7 +149,7 @@ TEST_CASE("flow_rewinds_and_loses_nothing_when_the_target_rejects_produce_reques
     rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics});
     REQUIRE(f.start().has_value());
 
-    const auto got = read_all(dst.bootstrap(), "src.orders", 3, 3000, 60s);
+    const auto got = read_all(dst.bootstrap(), "src.orders", 3, 3000, 120s);
     produce(src.bootstrap(), "orders", 3, 0);
     f.stop();
 
@@ -186,12 +186,12 @@ TEST_CASE("flow_waits_out_a_target_broker_outage_without_skipping") {
     REQUIRE(f.start().has_value());
 
     produce(src.bootstrap(), "orders", 2, 500);
-    REQUIRE(read_all(dst.bootstrap(), "src.orders", 2, 500, 30s).size() == 2);
+    REQUIRE(read_all(dst.bootstrap(), "src.orders", 2, 500, 90s).size() == 2);
     rd_kafka_mock_broker_set_down(dst.get(), 1);
     produce(src.bootstrap(), "orders", 2, 500);
     std::this_thread::sleep_for(3s);
     rd_kafka_mock_broker_set_up(dst.get(), 1);
-    const auto got = read_all(dst.bootstrap(), "src.orders", 2, 1000, 60s);
+    const auto got = read_all(dst.bootstrap(), "src.orders", 2, 1000, 120s);
     f.stop();
     size_t total = 0;
     for (const auto& [p, values] : got) total += values.size();
@@ -206,7 +206,8 @@ TEST_CASE("flow_recreates_a_fatally_failed_producer_and_loses_nothing") {
     // flow either stopping for good or skipping what was in flight.
     mock_cluster src(1), dst(1);
     REQUIRE(rd_kafka_mock_topic_create(src.get(), "orders", 2, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    REQUIRE(rd_kafka_mock_topic_create(dst.get(), "src.orders", 2, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    REQUIRE(rd_kafka_mock_topic_create(dst.get(), "src.orders", 2, 1) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR);
     produce(src.bootstrap(), "orders", 2, 2000);
     rd_kafka_mock_push_request_errors(dst.get(), 0 /* Produce */, 2,
                                       RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -217,7 +218,7 @@ TEST_CASE("flow_recreates_a_fatally_failed_producer_and_loses_nothing") {
     auto metrics = rpl::replicator::make_mirror_metrics(registry);
     rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics});
     REQUIRE(f.start().has_value());
-    const auto got = read_all(dst.bootstrap(), "src.orders", 2, 2000, 60s);
+    const auto got = read_all(dst.bootstrap(), "src.orders", 2, 2000, 120s);
     f.stop();
 
     for (int p = 0; p < 2; ++p) {
