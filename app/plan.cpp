@@ -1,6 +1,6 @@
 #include "app/plan.h"
 
-#include "replicator/topic_policy.h"
+#include "conf/topic_policy.h"
 
 #include <future>
 #include <iomanip>
@@ -56,7 +56,7 @@ const char* naming_name(conf::naming_policy n) {
 void print_flow(const conf::flow_config& f, const conf::Config& cfg,
                 const kafka::cluster_metadata& src, const kafka::cluster_metadata& dst,
                 std::ostream& out) {
-    const replicator::topic_policy policy(f);
+    const conf::topic_policy policy(f);
     out << "flow " << f.name << ": " << f.source << " (" << cfg.cluster(f.source)->bootstrap
         << ") -> " << f.target << " (" << cfg.cluster(f.target)->bootstrap << "), naming "
         << naming_name(f.naming) << "\n";
@@ -68,15 +68,15 @@ void print_flow(const conf::flow_config& f, const conf::Config& cfg,
         << "TARGET-TOPIC"
         << "  (STATE)\n";
     int mirrored = 0;
-    std::vector<std::pair<std::string, replicator::topic_verdict>> skipped;
+    std::vector<std::pair<std::string, conf::topic_verdict>> skipped;
     for (const auto& t : src.topics) {
         const auto verdict = policy.classify(t.name);
-        if (verdict != replicator::topic_verdict::mirrored) {
+        if (verdict != conf::topic_verdict::mirrored) {
             // Explain only the topics the user's regexes name: every remote
             // topic from the target is a cycle, and listing them all would
             // bury the plan under topics nobody asked for.
-            if ((verdict == replicator::topic_verdict::cycle && policy.included(t.name)) ||
-                verdict == replicator::topic_verdict::excluded)
+            if ((verdict == conf::topic_verdict::cycle && policy.included(t.name)) ||
+                verdict == conf::topic_verdict::excluded)
                 skipped.emplace_back(t.name, verdict);
             continue;
         }
@@ -98,11 +98,11 @@ void print_flow(const conf::flow_config& f, const conf::Config& cfg,
     if (mirrored == 0)
         out << "  (no source topic matches yet; new ones are picked up as they appear)\n";
     for (const auto& [name, verdict] : skipped)
-        out << "  skipped " << name << ": " << replicator::to_string(verdict) << "\n";
+        out << "  skipped " << name << ": " << conf::to_string(verdict) << "\n";
 }
 
 void print_tap(const conf::tap_config& t, const kafka::cluster_metadata& src, std::ostream& out) {
-    const replicator::topic_policy policy(t);
+    const conf::topic_policy policy(t);
     out << "tap " << t.name << ": " << t.source << " -> " << conf::masked_url(t.storage) << " ("
         << t.compression;
     if (t.compression == "zstd") out << " level " << t.compression_level;

@@ -18,11 +18,11 @@
 #pragma once
 
 #include "conf/config.h"
+#include "conf/topic_policy.h"
 #include "kafka/admin.h"
 #include "kafka/mm2.h"
 #include "kafka/producer.h"
 #include "offsetsync/store.h"
-#include "replicator/topic_policy.h"
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -103,7 +103,7 @@ private:
     offsetsync::store& store_;
     checkpoint_metric_families* metrics_;
     class local_checkpoints* local_;
-    const replicator::topic_policy policy_;
+    const conf::topic_policy policy_;
     const group_filter groups_;
     Logger log_;
     std::string topic_;  // <source>.checkpoints.internal

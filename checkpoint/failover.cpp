@@ -1,11 +1,11 @@
 #include "checkpoint/failover.h"
 
+#include "conf/topic_policy.h"
 #include "kafka/admin.h"
 #include "kafka/reader.h"
 #include "kafka/wire.h"
 #include "offsetsync/store.h"
 #include "offsetsync/sync_topic.h"
-#include "replicator/topic_policy.h"
 
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
@@ -119,7 +119,7 @@ Result<std::vector<stored_checkpoint>> local_checkpoints::all(const std::string&
 std::vector<translation_row> rows_for(const conf::flow_config& flow,
                                       const std::vector<stored_checkpoint>& cps,
                                       const std::string& group) {
-    const replicator::topic_policy policy(flow);
+    const conf::topic_policy policy(flow);
     const int64_t now = now_ms();
     std::vector<translation_row> rows;
     for (const auto& s : cps) {
@@ -220,7 +220,7 @@ Result<std::vector<group_plan>> failback(const conf::Config& cfg, const conf::fl
             if (g.group_id.rfind("replicatord", 0) != 0) names.push_back(g.group_id);
         std::sort(names.begin(), names.end());
     }
-    const replicator::topic_policy policy(flow);
+    const conf::topic_policy policy(flow);
     std::vector<group_plan> plans;
     for (const auto& g : names) {
         RPL_TRY(committed, tadm.list_group_offsets(g));

@@ -178,9 +178,9 @@ Result<void> flow::start() {
         // as MirrorMaker 2 lays it out.
         kafka::admin adm(source_producer_->client(), 10s);
         auto md = kafka::fetch_metadata(source_producer_->client(), 10s);
-        if (md && md.value().topic(std::string(heartbeats_topic)) == nullptr) {
+        if (md && md.value().topic(std::string(conf::heartbeats_topic)) == nullptr) {
             const int rf = static_cast<int>(std::min<size_t>(3, md.value().brokers.size()));
-            auto created = adm.create_topic(std::string(heartbeats_topic), 1, rf,
+            auto created = adm.create_topic(std::string(conf::heartbeats_topic), 1, rf,
                                             {{"cleanup.policy", "compact"}});
             if (!created && created.error().code != errc::conflict)
                 log_.warn("cannot create heartbeats topic: " + created.error().message);
@@ -560,11 +560,11 @@ Result<void> flow::sync_configs(topic_state& t) {
         if (e.source != RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG) continue;
         have[e.name] = e.value;
         // The target's own durability settings stay as the operator set them.
-        if (!is_synced_topic_config(e.name)) want[e.name] = e.value;
+        if (!conf::is_synced_topic_config(e.name)) want[e.name] = e.value;
     }
     for (const auto& e : source_cfg) {
         if (e.source != RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG || e.is_sensitive) continue;
-        if (is_synced_topic_config(e.name)) want[e.name] = e.value;
+        if (conf::is_synced_topic_config(e.name)) want[e.name] = e.value;
     }
     if (want == have) return ok();
     RPL_TRY(dst.alter_topic_configs(t.target, want));
@@ -580,7 +580,7 @@ Result<void> flow::ensure_target(topic_state& t, int source_partitions, bool exi
         std::map<std::string, std::string> configs;
         for (const auto& e : source_cfg) {
             if (e.source == RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG && !e.is_sensitive &&
-                is_synced_topic_config(e.name))
+                conf::is_synced_topic_config(e.name))
                 configs[e.name] = e.value;
         }
         RPL_TRY(md, kafka::fetch_metadata(producer_->client(), 10s));
@@ -725,8 +725,8 @@ void flow::heartbeat() {
     const kafka::mm2::heartbeat hb{cfg_.source, cfg_.target, now_ms};
     const std::string key = kafka::mm2::heartbeat_key(hb);
     const std::string value = kafka::mm2::heartbeat_value(hb);
-    const auto err = source_producer_->produce_copy(std::string(heartbeats_topic), 0, key, &value,
-                                                    now_ms, nullptr);
+    const auto err = source_producer_->produce_copy(std::string(conf::heartbeats_topic), 0, key,
+                                                    &value, now_ms, nullptr);
     if (err) {
         count_error("heartbeat");
         log_.debug(std::string("heartbeat: ") + rd_kafka_err2str(err));

@@ -22,13 +22,13 @@
 #pragma once
 
 #include "conf/config.h"
+#include "conf/topic_policy.h"
 #include "kafka/admin.h"
 #include "kafka/consumer.h"
 #include "kafka/producer.h"
 #include "offsetsync/store.h"
 #include "offsetsync/sync_topic.h"
 #include "replicator/metrics.h"
-#include "replicator/topic_policy.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -119,7 +119,7 @@ private:
 
     const conf::flow_config cfg_;
     const flow_env env_;
-    const topic_policy policy_;
+    const conf::topic_policy policy_;
     Logger log_;
     kafka::endpoint source_;
     kafka::endpoint target_;

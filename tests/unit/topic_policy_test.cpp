@@ -1,9 +1,9 @@
-// replicator/topic_policy: which source topics a flow (or tap) takes and what
+// conf/topic_policy: which source topics a flow (or tap) takes and what
 // they are called on the target. Every rule in topic_policy.h has a test
 // here; a wrong answer either loses a topic silently or loops records between
 // clusters forever.
 
-#include "replicator/topic_policy.h"
+#include "conf/topic_policy.h"
 
 #include <doctest/doctest.h>
 
@@ -11,12 +11,12 @@
 #include <vector>
 
 using rpl::conf::flow_config;
+using rpl::conf::is_internal_topic;
+using rpl::conf::is_synced_topic_config;
 using rpl::conf::naming_policy;
 using rpl::conf::tap_config;
-using rpl::replicator::is_internal_topic;
-using rpl::replicator::is_synced_topic_config;
-using rpl::replicator::topic_policy;
-using rpl::replicator::topic_verdict;
+using rpl::conf::topic_policy;
+using rpl::conf::topic_verdict;
 
 namespace {
 

@@ -1,6 +1,6 @@
-#include "replicator/topic_policy.h"
+#include "conf/topic_policy.h"
 
-namespace rpl::replicator {
+namespace rpl::conf {
 
 const char* to_string(topic_verdict v) noexcept {
     switch (v) {
@@ -24,21 +24,21 @@ bool is_internal_topic(std::string_view t) noexcept {
     return t.starts_with("__") || t.ends_with(".internal") || t.ends_with("-internal");
 }
 
-topic_policy::topic_policy(const conf::flow_config& flow)
+topic_policy::topic_policy(const flow_config& flow)
     : source_(flow.source),
       target_(flow.target),
       separator_(flow.separator),
       naming_(flow.naming),
       heartbeats_(flow.heartbeats),
-      include_(conf::compile_patterns(flow.topics)),
-      exclude_(conf::compile_patterns(flow.exclude_topics)) {}
+      include_(compile_patterns(flow.topics)),
+      exclude_(compile_patterns(flow.exclude_topics)) {}
 
-topic_policy::topic_policy(const conf::tap_config& tap)
+topic_policy::topic_policy(const tap_config& tap)
     : source_(tap.source),
-      naming_(conf::naming_policy::identity),
+      naming_(naming_policy::identity),
       heartbeats_(false),
-      include_(conf::compile_patterns(tap.topics)),
-      exclude_(conf::compile_patterns(tap.exclude_topics)) {}
+      include_(compile_patterns(tap.topics)),
+      exclude_(compile_patterns(tap.exclude_topics)) {}
 
 std::string topic_policy::topic_source(std::string_view topic) const {
     const auto pos = topic.find(separator_);
@@ -47,7 +47,7 @@ std::string topic_policy::topic_source(std::string_view topic) const {
 }
 
 bool topic_policy::is_cycle(std::string_view topic) const {
-    if (naming_ != conf::naming_policy::prefix) return false;
+    if (naming_ != naming_policy::prefix) return false;
     // Walk `a.b.topic`: a topic is a cycle if any alias on its path is the
     // target. A plain name such as `orders.eu` walks `orders`, `eu` harmlessly.
     while (true) {
@@ -70,17 +70,17 @@ topic_verdict topic_policy::classify(const std::string& t) const {
     if (is_internal_topic(t)) return topic_verdict::internal;
     if (is_cycle(t)) return topic_verdict::cycle;
     if (heartbeats_ && is_heartbeats(t)) return topic_verdict::mirrored;
-    if (!conf::full_match_any(include_, t)) return topic_verdict::not_included;
-    if (conf::full_match_any(exclude_, t)) return topic_verdict::excluded;
+    if (!full_match_any(include_, t)) return topic_verdict::not_included;
+    if (full_match_any(exclude_, t)) return topic_verdict::excluded;
     return topic_verdict::mirrored;
 }
 
 bool topic_policy::included(const std::string& t) const {
-    return conf::full_match_any(include_, t) && !conf::full_match_any(exclude_, t);
+    return full_match_any(include_, t) && !full_match_any(exclude_, t);
 }
 
 std::string topic_policy::source_topic_of(const std::string& target_topic) const {
-    if (naming_ == conf::naming_policy::identity) return mirrored(target_topic) ? target_topic : "";
+    if (naming_ == naming_policy::identity) return mirrored(target_topic) ? target_topic : "";
     const std::string prefix = source_ + separator_;
     if (target_topic.size() <= prefix.size() || target_topic.compare(0, prefix.size(), prefix) != 0)
         return "";
@@ -89,8 +89,8 @@ std::string topic_policy::source_topic_of(const std::string& target_topic) const
 }
 
 std::string topic_policy::target_topic(const std::string& source_topic) const {
-    if (naming_ == conf::naming_policy::identity) return source_topic;
+    if (naming_ == naming_policy::identity) return source_topic;
     return source_ + separator_ + source_topic;
 }
 
-}  // namespace rpl::replicator
+}  // namespace rpl::conf

@@ -23,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-namespace rpl::replicator {
+namespace rpl::conf {
 
 inline constexpr std::string_view heartbeats_topic = "heartbeats";
 
@@ -53,10 +53,10 @@ enum class topic_verdict {
 class topic_policy {
 public:
     // The flow's regexes were validated by conf/, so construction cannot fail.
-    explicit topic_policy(const conf::flow_config& flow);
+    explicit topic_policy(const flow_config& flow);
     // A tap selects topics by rules 1, 3 (without heartbeats) and 4, and keeps
     // their names: a store has no alias, so there is no cycle to detect.
-    explicit topic_policy(const conf::tap_config& tap);
+    explicit topic_policy(const tap_config& tap);
 
     [[nodiscard]] topic_verdict classify(const std::string& source_topic) const;
     [[nodiscard]] bool mirrored(const std::string& source_topic) const {
@@ -81,10 +81,10 @@ private:
     std::string source_;
     std::string target_;
     std::string separator_;
-    conf::naming_policy naming_;
+    naming_policy naming_;
     bool heartbeats_;
     std::vector<std::regex> include_;
     std::vector<std::regex> exclude_;
 };
 
-}  // namespace rpl::replicator
+}  // namespace rpl::conf
