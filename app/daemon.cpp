@@ -2,6 +2,8 @@
 
 #include "app/admin_server.h"
 #include "app/plan.h"
+#include "backup/store.h"
+#include "backup/tap.h"
 #include "checkpoint/checkpointer.h"
 #include "checkpoint/failover.h"
 #include "offsetsync/store.h"
@@ -19,7 +21,8 @@ namespace rpl::app {
 
 namespace {
 
-std::string status_json(const std::vector<std::unique_ptr<replicator::flow>>& flows) {
+std::string status_json(const std::vector<std::unique_ptr<replicator::flow>>& flows,
+                        const std::vector<std::unique_ptr<backup::tap>>& taps) {
     std::ostringstream o;
     o << "{\"flows\":[";
     bool first = true;
@@ -30,6 +33,20 @@ std::string status_json(const std::vector<std::unique_ptr<replicator::flow>>& fl
         o << "{\"name\":" << conf::quoted_string(s.name) << ",\"state\":\""
           << replicator::to_string(s.state) << "\",\"lag\":" << s.lag
           << ",\"rpo_seconds\":" << s.rpo_seconds
+          << ",\"last_error\":" << conf::quoted_string(s.last_error) << ",\"topics\":[";
+        for (size_t i = 0; i < s.topics.size(); ++i)
+            o << (i ? "," : "") << conf::quoted_string(s.topics[i]);
+        o << "]}";
+    }
+    o << "],\"taps\":[";
+    first = true;
+    for (const auto& t : taps) {
+        const auto s = t->status();
+        if (!first) o << ",";
+        first = false;
+        o << "{\"name\":" << conf::quoted_string(s.name) << ",\"state\":\""
+          << backup::to_string(s.state) << "\",\"lag\":" << s.lag
+          << ",\"rpo_seconds\":" << s.rpo_seconds << ",\"segments\":" << s.segments
           << ",\"last_error\":" << conf::quoted_string(s.last_error) << ",\"topics\":[";
         for (size_t i = 0; i < s.topics.size(); ++i)
             o << (i ? "," : "") << conf::quoted_string(s.topics[i]);
@@ -55,6 +72,7 @@ int run_daemon(const conf::Config& cfg) {
     auto registry = std::make_shared<prometheus::Registry>();
     auto mirror_metrics = replicator::make_mirror_metrics(*registry);
     auto checkpoint_metrics = checkpoint::make_checkpoint_metrics(*registry);
+    auto tap_metrics = backup::make_tap_metrics(*registry);
 
     // Every cluster must answer within 10 s before anything starts: an
     // unreachable cluster is exit code 3, named with its bootstrap.
@@ -108,6 +126,7 @@ int run_daemon(const conf::Config& cfg) {
     boost::asio::io_context io;
     std::vector<std::unique_ptr<replicator::flow>> flows;
     std::vector<std::unique_ptr<checkpoint::checkpointer>> checkpointers;
+    std::vector<std::unique_ptr<backup::tap>> taps;
 
     std::map<std::string, http_route> routes;
     routes["/metrics"] = [&registry](const std::string&) {
@@ -115,17 +134,23 @@ int run_daemon(const conf::Config& cfg) {
                           prometheus::TextSerializer().Serialize(registry->Collect())};
     };
     routes["/healthz"] = [](const std::string&) { return http_reply{200, "text/plain", "ok\n"}; };
-    routes["/readyz"] = [&flows](const std::string&) {
+    routes["/readyz"] = [&flows, &taps](const std::string&) {
         for (const auto& f : flows) {
             const auto s = f->status().state;
             if (s != replicator::flow_state::running)
                 return http_reply{503, "text/plain",
                                   "flow " + f->name() + " is " + replicator::to_string(s) + "\n"};
         }
+        for (const auto& t : taps) {
+            const auto s = t->status().state;
+            if (s != backup::tap_state::running)
+                return http_reply{503, "text/plain",
+                                  "tap " + t->name() + " is " + backup::to_string(s) + "\n"};
+        }
         return http_reply{200, "text/plain", "ready\n"};
     };
-    routes["/status"] = [&flows](const std::string&) {
-        return http_reply{200, "application/json", status_json(flows)};
+    routes["/status"] = [&flows, &taps](const std::string&) {
+        return http_reply{200, "application/json", status_json(flows, taps)};
     };
     admin_server admin(io, std::move(routes), cfg.daemon.admin_token, log.child("admin"));
     if (!cfg.daemon.admin_listen.empty()) {
@@ -156,10 +181,43 @@ int run_daemon(const conf::Config& cfg) {
             checkpointers.push_back(std::move(c));
         }
     }
-    for (const auto& t : cfg.taps)
-        log.warn("tap " + t.name +
-                 " is configured, but this build does not run archival taps yet; skipped");
-    log.info("started " + std::to_string(flows.size()) + " flow(s)");
+    // Taps after flows (stopped before them). A tap whose store is missing
+    // or whose source does not answer stops the start-up, as a flow does.
+    const auto stop_all = [&] {
+        for (auto it = taps.rbegin(); it != taps.rend(); ++it) (*it)->stop();
+        for (auto it = checkpointers.rbegin(); it != checkpointers.rend(); ++it) (*it)->stop();
+        for (auto it = flows.rbegin(); it != flows.rend(); ++it) (*it)->stop();
+    };
+    for (const auto& tc : cfg.taps) {
+        backup::store_options so;
+        so.access_key = tc.s3_access_key;
+        so.secret_key = tc.s3_secret_key;
+        // The embedded default needs no set-up: a file:// root is created
+        // like state_dir. A missing S3 bucket stays an error (check()).
+        if (auto r = backup::create_file_store_root(tc.storage); !r) {
+            log.error("tap " + tc.name + ": " + r.error().message);
+            stop_all();
+            return exit_failure;
+        }
+        auto store = backup::open_store(tc.storage, so);
+        if (!store) {
+            log.error("tap " + tc.name + " cannot open its store: " + store.error().message);
+            stop_all();
+            return exit_failure;
+        }
+        auto t = std::make_unique<backup::tap>(tc, backup::tap_env{&cfg, &tap_metrics},
+                                               std::move(store).value());
+        if (auto r = t->start(); !r) {
+            log.error("tap " + tc.name + " cannot start: " + r.error().message);
+            stop_all();
+            return r.error().code == errc::unreachable || r.error().code == errc::timeout
+                       ? exit_unreachable
+                       : exit_failure;
+        }
+        taps.push_back(std::move(t));
+    }
+    log.info("started " + std::to_string(flows.size()) + " flow(s) and " +
+             std::to_string(taps.size()) + " tap(s)");
 
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -170,7 +228,9 @@ int run_daemon(const conf::Config& cfg) {
     });
     io.run();
 
-    // Reverse start order.
+    // Reverse start order: taps roll and store what they buffered, then commit.
+    for (auto it = taps.rbegin(); it != taps.rend(); ++it) (*it)->stop();
+    taps.clear();
     for (auto it = checkpointers.rbegin(); it != checkpointers.rend(); ++it) (*it)->stop();
     for (auto it = flows.rbegin(); it != flows.rend(); ++it) (*it)->stop();
     flows.clear();

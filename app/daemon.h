@@ -3,7 +3,8 @@
 //
 //   main ──run_daemon──> io_context ── signal_set (SIGINT, SIGTERM)
 //                             ├── admin_server (/metrics /healthz /readyz /status)
-//                             └── flows, started in config order, stopped in reverse
+//                             ├── flows, started in config order, stopped in reverse
+//                             └── taps (backup/), started after the flows, stopped first
 #pragma once
 
 #include "conf/config.h"

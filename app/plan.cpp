@@ -44,7 +44,40 @@ Result<std::map<std::string, kafka::cluster_metadata>> probe_clusters(const conf
         out.emplace(used[i], std::move(r).value());
     }
     if (first_error) return boost::outcome_v2::failure(std::move(*first_error));
+    RPL_TRY(check_overlaps(cfg, out));
     return out;
+}
+
+Result<void> check_overlaps(const conf::Config& cfg,
+                            const std::map<std::string, kafka::cluster_metadata>& metadata) {
+    std::string problems;
+    for (size_t j = 1; j < cfg.flows.size(); ++j) {
+        const auto& b = cfg.flows[j];
+        const conf::topic_policy pb(b);
+        for (size_t i = 0; i < j; ++i) {
+            const auto& a = cfg.flows[i];
+            if (a.source != b.source || a.target != b.target) continue;
+            const auto md = metadata.find(a.source);
+            if (md == metadata.end()) continue;
+            const conf::topic_policy pa(a);
+            std::vector<std::string> both;
+            for (const auto& t : md->second.topics) {
+                // Heartbeats are written by each flow for itself.
+                if (t.name == conf::heartbeats_topic) continue;
+                if (pa.mirrored(t.name) && pb.mirrored(t.name)) both.push_back(t.name);
+            }
+            if (both.empty()) continue;
+            std::string list;
+            for (size_t k = 0; k < both.size() && k < 5; ++k) list += (k ? ", " : "") + both[k];
+            if (both.size() > 5) list += ", ... (" + std::to_string(both.size()) + " in all)";
+            problems += (problems.empty() ? "" : "\n") + cfg.path + ":" +
+                        std::to_string(b.pos.line) + ": flows '" + a.name + "' and '" + b.name +
+                        "' both mirror " + list + " from " + a.source + " to " + a.target +
+                        "; a topic is mirrored by one flow per direction";
+        }
+    }
+    if (!problems.empty()) return fail(errc::invalid_config, problems);
+    return ok();
 }
 
 namespace {

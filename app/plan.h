@@ -25,6 +25,12 @@ inline constexpr int exit_unreachable = 3;
 [[nodiscard]] Result<std::map<std::string, kafka::cluster_metadata>> probe_clusters(
     const conf::Config& cfg, kafka::deadline_ms deadline, const Logger& log);
 
+// Two flows in the same direction that both select an existing topic would
+// each copy it: errc::invalid_config naming the flows and topics. The config
+// check does the same from the patterns alone; this one sees the real topics.
+[[nodiscard]] Result<void> check_overlaps(
+    const conf::Config& cfg, const std::map<std::string, kafka::cluster_metadata>& metadata);
+
 void print_plan(const conf::Config& cfg,
                 const std::map<std::string, kafka::cluster_metadata>& metadata, std::ostream& out);
 

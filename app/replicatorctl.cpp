@@ -8,6 +8,7 @@
 // translate and failover read only the target cluster (or the local state),
 // so they answer with the source region down. Exit codes: 0 ok, 1 failure,
 // 2 bad arguments or config, 3 a cluster unreachable, 4 a group was refused.
+#include "app/ctl.h"
 #include "app/plan.h"
 #include "checkpoint/failover.h"
 #include "conf/config.h"
@@ -42,8 +43,12 @@ constexpr const char* usage = R"(usage:
       back through the offset runs and committed on the source.
   replicatorctl plan --config F
       The plan replicatord --check prints.
+  replicatorctl backup list|describe|verify --store URL [--backup ID] [--deep] [--json]
+  replicatorctl restore --config R.toml [--dry-run] [--skip-damaged]
+      The archive side: see `replicatorctl backup --help` and `restore --help`.
 
-exit codes: 0 ok, 1 failure, 2 bad arguments or config, 3 unreachable, 4 refused
+exit codes: 0 ok, 1 failure, 2 bad arguments or config, 3 unreachable, 4 refused,
+  5 damage found (backup verify, restore)
 )";
 
 struct args {
@@ -131,6 +136,26 @@ int exit_for(const Error& e) {
                                                                   : app::exit_failure;
 }
 
+// What a translated position means when both clusters write the same topic.
+void print_identity_note(const conf::flow_config& flow, bool reverse) {
+    if (flow.naming != conf::naming_policy::identity) return;
+    const std::string& from = reverse ? flow.target : flow.source;
+    const std::string& to = reverse ? flow.source : flow.target;
+    std::cout << "\nidentity naming: on " << to << " each topic holds " << to
+              << "'s own records and those replicated from " << from
+              << ". The new offset is the first record on " << to
+              << " that the group had not consumed on " << from << ":\n"
+              << "  the smaller of (a) where the first " << from
+              << "-origin record after the group's position landed (flow " << flow.name
+              << ") and (b) the first " << to << "-origin record that had not reached " << from
+              << " below the group's position"
+              << (flow.reverse_flow.empty() ? " (no reverse flow configured: (a) only)"
+                                            : " (flow " + flow.reverse_flow + ")")
+              << ".\n  Nothing unconsumed is skipped; records after it that were already "
+                 "consumed on "
+              << from << " are read again.\n";
+}
+
 int translate(const conf::Config& cfg, const conf::flow_config& flow, const args& a,
               const Logger& log) {
     if (a.groups.size() != 1) bad("translate takes exactly one --group");
@@ -208,6 +233,7 @@ int translate(const conf::Config& cfg, const conf::flow_config& flow, const args
                          age(r.checkpoint_age_ms)});
     }
     print_table(table);
+    print_identity_note(flow, false);
     return app::exit_ok;
 }
 
@@ -289,6 +315,7 @@ int failover(const conf::Config& cfg, const conf::flow_config& flow, const args&
         return exit_for(plans.error());
     }
     print_plans(plans.value(), a.apply, a.json);
+    if (!a.json) print_identity_note(flow, a.reverse);
     const bool refused = std::any_of(plans.value().begin(), plans.value().end(),
                                      [](const auto& p) { return !p.refused.empty(); });
     return refused ? exit_refused : app::exit_ok;
@@ -297,6 +324,9 @@ int failover(const conf::Config& cfg, const conf::flow_config& flow, const args&
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Commands with their own argument parsing (app/ctl.h).
+    if (argc >= 2 && std::string_view(argv[1]) == "backup") return app::ctl_backup(argc, argv);
+    if (argc >= 2 && std::string_view(argv[1]) == "restore") return app::ctl_restore(argc, argv);
     const args a = parse(argc, argv);
     set_log_level(level::warn);
     auto cfg = conf::load(a.config);

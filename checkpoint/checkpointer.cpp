@@ -1,6 +1,7 @@
 #include "checkpoint/checkpointer.h"
 
 #include "checkpoint/failover.h"
+#include "offsetsync/sync_topic.h"
 
 #include <algorithm>
 
@@ -61,7 +62,9 @@ checkpointer::checkpointer(const conf::flow_config& flow, const conf::Config& cf
       policy_(flow),
       groups_(flow),
       log_("checkpoint " + flow.name),
-      topic_(kafka::mm2::checkpoints_topic(flow.source)) {}
+      topic_(kafka::mm2::checkpoints_topic(flow.source)) {
+    reverse_local_ = !flow_.reverse_flow.empty() && cfg_.flow(flow_.reverse_flow) != nullptr;
+}
 
 checkpointer::~checkpointer() { stop(); }
 
@@ -126,6 +129,11 @@ Result<void> checkpointer::run_once() {
     checkpointer_status st;
     kafka::admin src(*source_, 10s);
     RPL_TRY(ensure_topic());
+    const bool identity =
+        flow_.naming == conf::naming_policy::identity && !flow_.reverse_flow.empty();
+    if (identity) {
+        RPL_TRY(follow_reverse_flow());
+    }
     RPL_TRY(groups, src.list_groups());
     std::vector<kafka::mm2::checkpoint> to_emit;
     std::sort(groups.begin(), groups.end(),
@@ -145,8 +153,20 @@ Result<void> checkpointer::run_once() {
             if (!policy_.mirrored(tp.topic)) continue;
             auto tr = store_.translate(flow_.name, tp.topic, tp.partition, tp.offset);
             if (!tr) continue;  // nothing replicated for this partition yet
-            kafka::mm2::checkpoint cp{g.group_id, policy_.target_topic(tp.topic), tp.partition,
-                                      tp.offset,  tr.value().target_offset,       ""};
+            int64_t downstream = tr.value().target_offset;
+            if (identity) {
+                // Past this flow's runs, the source records from the group's
+                // position on are not on the target yet: they will land after
+                // everything there now, so only the target's own records bound
+                // the position.
+                const int64_t own = identity_bound(tp.topic, tp.partition, tp.offset);
+                downstream = tr.value().kind == offsetsync::match_kind::past_end
+                                 ? own
+                                 : std::min(downstream, own);
+            }
+            kafka::mm2::checkpoint cp{g.group_id,   policy_.target_topic(tp.topic),
+                                      tp.partition, tp.offset,
+                                      downstream,   ""};
             const key k{cp.group, cp.topic, cp.partition};
             const auto it = last_.find(k);
             const bool known = it != last_.end();
@@ -211,6 +231,36 @@ Result<void> checkpointer::run_once() {
     std::lock_guard lock(status_mu_);
     status_ = std::move(st);
     return ok();
+}
+
+Result<void> checkpointer::follow_reverse_flow() {
+    if (!reverse_local_) {
+        const auto* s = cfg_.cluster(flow_.source);
+        const kafka::endpoint src{s->name, s->bootstrap, s->client};
+        RPL_TRY(st, offsetsync::catch_up(src, store_, 30s, log_.child("reverse runs"),
+                                         std::string(offsetsync::runs_topic), reverse_runs_next_));
+        reverse_runs_next_ = st.end_offset;
+    }
+    kafka::admin dst(target_->client(), 10s);
+    RPL_TRY(committed, dst.list_group_offsets("replicatord." + flow_.reverse_flow));
+    reverse_committed_.clear();
+    for (const auto& tp : committed) reverse_committed_[{tp.topic, tp.partition}] = tp.offset;
+    return ok();
+}
+
+int64_t checkpointer::identity_bound(const std::string& topic, int32_t partition,
+                                     int64_t upstream) const {
+    // Identity naming: the topic has the same name on both sides. Below the
+    // reverse flow's committed position on the target, whatever it did not
+    // copy it skipped as ours (source-origin), so past its runs the first
+    // target-origin record the group has not seen is at or after that position.
+    const auto it = reverse_committed_.find({topic, partition});
+    const int64_t processed = it != reverse_committed_.end() && it->second >= 0 ? it->second : 0;
+    auto ends = store_.end_offsets(flow_.reverse_flow, topic, partition);
+    if (!ends) return processed;  // it never copied a record of this partition
+    if (upstream >= ends.value().dst_end) return std::max(ends.value().src_end, processed);
+    auto back = store_.reverse_translate(flow_.reverse_flow, topic, partition, upstream);
+    return back ? back.value() : 0;
 }
 
 Result<void> checkpointer::sync_group(const std::string& group,

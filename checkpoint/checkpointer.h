@@ -93,6 +93,17 @@ private:
 
     void run() noexcept;
     [[nodiscard]] Result<void> ensure_topic();
+    // Identity naming with a reverse flow: bring its runs (published on this
+    // flow's source cluster) into the store when this process does not run
+    // it, and read its group's positions on the target.
+    [[nodiscard]] Result<void> follow_reverse_flow();
+    // Under identity naming the target topic also holds records that
+    // originated on the target. The safe position is the smaller of: the
+    // first record from the source the group had not consumed (this flow's
+    // runs), and the first target-origin record that had not reached the
+    // source below the group's position (the reverse flow's runs).
+    [[nodiscard]] int64_t identity_bound(const std::string& topic, int32_t partition,
+                                         int64_t upstream) const;
     [[nodiscard]] Result<void> sync_group(const std::string& group,
                                           const std::vector<kafka::mm2::checkpoint>& cps,
                                           const std::map<key, bool>& rewound,
@@ -112,6 +123,9 @@ private:
     std::optional<kafka::producer> target_;  // checkpoints, admin on the target
     bool topic_ready_ = false;
     std::map<key, last_checkpoint> last_;
+    bool reverse_local_ = false;     // the reverse flow runs in this process
+    int64_t reverse_runs_next_ = 0;  // catch-up position in the source's runs topic
+    std::map<std::pair<std::string, int32_t>, int64_t> reverse_committed_;
 
     std::atomic<bool> stop_{false};
     std::mutex wake_mu_;

@@ -210,6 +210,24 @@ Result<std::vector<group_plan>> failback(const conf::Config& cfg, const conf::fl
     const kafka::endpoint target_ep = endpoint_of(cfg, flow.target);
     RPL_TRY(runs, offsetsync::store::open(scratch_dir, log));
     RPL_TRY(offsetsync::catch_up(target_ep, *runs, 120s, log));
+    const bool identity =
+        flow.naming == conf::naming_policy::identity && !flow.reverse_flow.empty();
+    // This flow's own position on the source, per partition (identity only).
+    std::map<std::pair<std::string, int32_t>, int64_t> flow_position;
+    if (identity) {
+        // The reverse flow's runs, published on this flow's source.
+        const kafka::endpoint source_ep = endpoint_of(cfg, flow.source);
+        RPL_TRY(offsetsync::catch_up(source_ep, *runs, 120s, log));
+        RPL_TRY(sc, kafka::Client::create(kafka::client_kind::producer, source_ep,
+                                          {{"log_level", "3"}}, log));
+        kafka::admin sadm(sc, 15s);
+        RPL_TRY(own, sadm.list_group_offsets("replicatord." + flow.name));
+        for (const auto& tp : own) flow_position[{tp.topic, tp.partition}] = tp.offset;
+    }
+    const auto committed_on_source = [&](const std::string& topic, int32_t partition) {
+        const auto it = flow_position.find({topic, partition});
+        return it != flow_position.end() ? it->second : int64_t{0};
+    };
     RPL_TRY(target, kafka::Client::create(kafka::client_kind::producer, target_ep,
                                           {{"log_level", "3"}}, log));
     kafka::admin tadm(target, 15s);
@@ -236,7 +254,21 @@ Result<std::vector<group_plan>> failback(const conf::Config& cfg, const conf::fl
                          back.error().message + "; left out");
                 continue;
             }
-            p.rows.push_back({source, tp.partition, -1, back.value()});
+            int64_t next = back.value();
+            if (identity) {
+                // The same rule as the checkpointer's, mirrored: the first
+                // target-origin record the group has not consumed reached the
+                // source through the reverse flow (its runs, forward); and past
+                // this flow's runs, what it did not copy it skipped as the
+                // target's own, so its committed position bounds the rest.
+                auto ends = runs->end_offsets(flow.name, source, tp.partition);
+                if (ends && tp.offset >= ends.value().dst_end)
+                    next = std::max(next, committed_on_source(source, tp.partition));
+                auto own = runs->translate(flow.reverse_flow, source, tp.partition, tp.offset);
+                if (own && own.value().kind != offsetsync::match_kind::past_end)
+                    next = std::min(next, own.value().target_offset);
+            }
+            p.rows.push_back({source, tp.partition, -1, next});
         }
         if (!p.rows.empty() || !groups.empty()) plans.push_back(std::move(p));
     }

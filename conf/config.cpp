@@ -13,6 +13,7 @@
 
 #include "conf/config.h"
 
+#include "conf/toml_reader.h"
 #include "kafka/log.h"
 #include "kafka/properties.h"
 
@@ -44,127 +45,14 @@ const flow_config* Config::flow(const std::string& name) const {
 
 namespace {
 
-using pos_t = toml::source_position;
-
-// ---------------------------------------------------------------------------
-// Messages
-
-// A value or key written into a message: quoted, and with control characters
-// escaped so that every error stays on one line whatever the file contains.
-std::string quote(std::string_view s) {
-    std::string out = "'";
-    for (const char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '\n') {
-            out += "\\n";
-        } else if (c == '\t') {
-            out += "\\t";
-        } else if (c < 0x20 || c == 0x7f) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", c);
-            out += buf;
-        } else {
-            out += ch;
-        }
-    }
-    return out + "'";
-}
-
-std::string one_line(std::string_view s) {
-    std::string q = quote(s);
-    return q.substr(1, q.size() - 2);
-}
-
-struct diagnostic {
-    std::uint32_t line;
-    std::uint32_t column;
-    std::string text;
-};
-
-class diagnostics {
-public:
-    explicit diagnostics(std::string file) : file_(std::move(file)) {}
-
-    void error(pos_t pos, std::string_view key_path, std::string_view what) {
-        std::string text = file_ + ":" + std::to_string(pos.line) + ":" +
-                           std::to_string(pos.column) + ": " + one_line(key_path) + ": " +
-                           one_line(what);
-        list_.push_back({pos.line, pos.column, std::move(text)});
-    }
-
-    [[nodiscard]] bool empty() const { return list_.empty(); }
-
-    [[nodiscard]] std::string joined() {
-        std::stable_sort(list_.begin(), list_.end(), [](const diagnostic& a, const diagnostic& b) {
-            return a.line != b.line ? a.line < b.line : a.column < b.column;
-        });
-        std::string out;
-        for (const auto& d : list_) {
-            if (!out.empty()) out += '\n';
-            out += d.text;
-        }
-        return out;
-    }
-
-private:
-    std::string file_;
-    std::vector<diagnostic> list_;
-};
-
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-    std::vector<std::size_t> row(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        std::size_t diag = row[0];
-        row[0] = i;
-        for (std::size_t j = 1; j <= b.size(); ++j) {
-            const std::size_t up = row[j];
-            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-            diag = up;
-        }
-    }
-    return row[b.size()];
-}
-
-// The closest candidate, if it is close enough to be what was meant. The
-// bound grows with the word so that "src" still finds "source" but "foo"
-// does not find "tap".
-std::optional<std::string> closest(std::string_view word,
-                                   const std::vector<std::string>& candidates) {
-    std::optional<std::string> best;
-    std::size_t best_d = 0;
-    for (const auto& c : candidates) {
-        const std::size_t d = edit_distance(word, c);
-        const std::size_t bound =
-            std::min<std::size_t>(3, std::max<std::size_t>(1, std::max(word.size(), c.size()) / 2));
-        if (d <= bound && (!best || d < best_d)) {
-            best = c;
-            best_d = d;
-        }
-    }
-    return best;
-}
-
-std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
-    const auto c = closest(word, candidates);
-    return c ? "; did you mean " + quote(*c) + "?" : std::string();
-}
-
-std::string type_name(const toml::node& n) {
-    switch (n.type()) {
-        case toml::node_type::string: return "a string";
-        case toml::node_type::integer: return "an integer";
-        case toml::node_type::floating_point: return "a float";
-        case toml::node_type::boolean: return "a boolean";
-        case toml::node_type::date: return "a date";
-        case toml::node_type::time: return "a time";
-        case toml::node_type::date_time: return "a date-time";
-        case toml::node_type::array: return "an array";
-        case toml::node_type::table: return "a table";
-        case toml::node_type::none: break;
-    }
-    return "nothing";
-}
+using detail::diagnostics;
+using detail::did_you_mean;
+using detail::one_line;
+using detail::pos_t;
+using detail::quote;
+using detail::read_client;
+using detail::table_reader;
+using detail::type_name;
 
 std::string join(const std::vector<std::string>& v, std::string_view sep = ", ") {
     std::string out;
@@ -185,252 +73,6 @@ bool is_name(std::string_view s) {
 }
 
 constexpr std::string_view name_rule = "use only letters, digits, '.', '_' and '-'";
-
-// ---------------------------------------------------------------------------
-// table_reader: typed access to one table, with unknown-key detection.
-
-class table_reader {
-public:
-    table_reader(diagnostics& diag, const toml::table& table, std::string path)
-        : diag_(diag), table_(table), path_(std::move(path)) {}
-
-    table_reader(const table_reader&) = delete;
-    table_reader& operator=(const table_reader&) = delete;
-
-    [[nodiscard]] const std::string& path() const { return path_; }
-    [[nodiscard]] std::string path(std::string_view key) const {
-        return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
-    }
-    [[nodiscard]] pos_t header() const { return table_.source().begin; }
-
-    // The node for key, or nullptr; either way the key becomes known.
-    const toml::node* find(std::string_view key) {
-        known_.emplace_back(key);
-        return table_.get(key);
-    }
-
-    // Where messages about key should point: its value, or the table header
-    // when the key is absent.
-    [[nodiscard]] pos_t pos(std::string_view key) const {
-        const toml::node* n = table_.get(key);
-        return n ? n->source().begin : header();
-    }
-
-    void error(std::string_view key, std::string_view what) {
-        diag_.error(pos(key), path(key), what);
-    }
-    void error_at(pos_t p, std::string_view key_path, std::string_view what) {
-        diag_.error(p, key_path, what);
-    }
-
-    // Reports a missing key at the table header; true if present.
-    bool required(std::string_view key) {
-        if (find(key)) return true;
-        diag_.error(header(), path(key), "required key is missing");
-        return false;
-    }
-
-    void wrong_type(std::string_view key, const toml::node& n, std::string_view expected) {
-        diag_.error(n.source().begin, path(key),
-                    "expected " + std::string(expected) + ", got " + type_name(n));
-    }
-
-    // The typed readers below leave `out` untouched unless the key is present
-    // and valid, so it keeps its default; they return true only then.
-
-    bool string(std::string_view key, std::string& out) {
-        const toml::node* n = find(key);
-        if (!n) return false;
-        if (const auto* v = n->as_string()) {
-            out = v->get();
-            return true;
-        }
-        wrong_type(key, *n, "a string");
-        return false;
-    }
-
-    bool boolean(std::string_view key, bool& out) {
-        const toml::node* n = find(key);
-        if (!n) return false;
-        if (const auto* v = n->as_boolean()) {
-            out = v->get();
-            return true;
-        }
-        wrong_type(key, *n, "a boolean (true or false)");
-        return false;
-    }
-
-    bool integer(std::string_view key, int& out, std::int64_t lo, std::int64_t hi) {
-        const toml::node* n = find(key);
-        if (!n) return false;
-        const auto* v = n->as_integer();
-        if (!v) {
-            wrong_type(key, *n, "an integer");
-            return false;
-        }
-        if (v->get() < lo || v->get() > hi) {
-            error(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
-                           ", got " + std::to_string(v->get()));
-            return false;
-        }
-        out = static_cast<int>(v->get());
-        return true;
-    }
-
-    // A positive duration: every duration in the schema is an interval or a
-    // target, and zero or less would mean a busy loop or a meaningless goal.
-    bool interval(std::string_view key, duration& out) {
-        const toml::node* n = find(key);
-        if (!n) return false;
-        const auto* v = n->as_string();
-        if (!v) {
-            if (n->is_number()) {
-                error(key,
-                      "expected a duration string with a unit, e.g. \"5s\", got " + type_name(*n));
-            } else {
-                wrong_type(key, *n, "a duration string such as \"5s\"");
-            }
-            return false;
-        }
-        auto d = parse_duration(v->get());
-        if (!d) {
-            error(key, d.error().message);
-            return false;
-        }
-        if (d.value().count() <= 0) {
-            error(key, "must be greater than zero, got \"" + v->get() + "\"");
-            return false;
-        }
-        out = d.value();
-        return true;
-    }
-
-    bool interval(std::string_view key, std::optional<duration>& out) {
-        duration d{};
-        if (!interval(key, d)) return false;
-        out = d;
-        return true;
-    }
-
-    // A positive count (records, messages): a TOML integer.
-    bool count(std::string_view key, std::uint64_t& out) {
-        const toml::node* n = find(key);
-        if (!n) return false;
-        const auto* i = n->as_integer();
-        if (!i) {
-            wrong_type(key, *n, "an integer");
-            return false;
-        }
-        if (i->get() <= 0) {
-            error(key, "must be greater than zero, got " + std::to_string(i->get()));
-            return false;
-        }
-        out = static_cast<std::uint64_t>(i->get());
-        return true;
-    }
-
-    // A positive size: a string with a unit, or a TOML integer of bytes.
-    bool size(std::string_view key, std::uint64_t& out) {
-        const toml::node* n = find(key);
-        if (!n) return false;
-        std::uint64_t bytes = 0;
-        if (const auto* i = n->as_integer()) {
-            if (i->get() <= 0) {
-                error(key, "must be greater than zero, got " + std::to_string(i->get()));
-                return false;
-            }
-            bytes = static_cast<std::uint64_t>(i->get());
-        } else if (const auto* s = n->as_string()) {
-            auto r = parse_size(s->get());
-            if (!r) {
-                error(key, r.error().message);
-                return false;
-            }
-            if (r.value() == 0) {
-                error(key, "must be greater than zero, got \"" + s->get() + "\"");
-                return false;
-            }
-            bytes = r.value();
-        } else {
-            wrong_type(key, *n, "a size such as \"64MiB\" or an integer number of bytes");
-            return false;
-        }
-        out = bytes;
-        return true;
-    }
-
-    // An array of strings. A bare string is the most common slip, so the
-    // message shows the fix.
-    bool strings(std::string_view key, std::vector<std::string>& out) {
-        const toml::node* n = find(key);
-        if (!n) return false;
-        const auto* arr = n->as_array();
-        if (!arr) {
-            if (const auto* s = n->as_string()) {
-                error(key, "expected an array of strings, got a string; write " + std::string(key) +
-                               " = [\"" + s->get() + "\"]");
-            } else {
-                wrong_type(key, *n, "an array of strings");
-            }
-            return false;
-        }
-        std::vector<std::string> values;
-        bool good = true;
-        for (std::size_t i = 0; i < arr->size(); ++i) {
-            const toml::node& e = *arr->get(i);
-            if (const auto* s = e.as_string()) {
-                values.push_back(s->get());
-            } else {
-                diag_.error(e.source().begin, path(key) + "[" + std::to_string(i) + "]",
-                            "expected a string, got " + type_name(e));
-                good = false;
-            }
-        }
-        if (!good) return false;
-        out = std::move(values);
-        return true;
-    }
-
-    // Full-match regexes: each must compile, so that a typo fails at start-up
-    // rather than silently matching nothing.
-    bool regexes(std::string_view key, std::vector<std::string>& out, bool allow_empty) {
-        std::vector<std::string> values;
-        if (!strings(key, values)) return false;
-        if (values.empty() && !allow_empty) {
-            error(key, "is empty, so nothing would match; use [\".*\"] for everything");
-            return false;
-        }
-        bool good = true;
-        const auto* arr = table_.get(key)->as_array();
-        for (std::size_t i = 0; i < values.size(); ++i) {
-            try {
-                std::regex re(values[i], std::regex::ECMAScript);
-            } catch (const std::regex_error& e) {
-                diag_.error(arr->get(i)->source().begin, path(key) + "[" + std::to_string(i) + "]",
-                            "invalid regex " + quote(values[i]) + ": " + e.what());
-                good = false;
-            }
-        }
-        if (!good) return false;
-        out = std::move(values);
-        return true;
-    }
-
-    // Reports every key nobody asked for.
-    void finish() {
-        for (auto&& [k, v] : table_) {
-            if (std::find(known_.begin(), known_.end(), k.str()) != known_.end()) continue;
-            diag_.error(k.source().begin, path(k.str()),
-                        "unknown key" + did_you_mean(k.str(), known_));
-        }
-    }
-
-private:
-    diagnostics& diag_;
-    const toml::table& table_;
-    std::string path_;
-    std::vector<std::string> known_;
-};
 
 // ---------------------------------------------------------------------------
 // Sections
@@ -483,83 +125,6 @@ void read_daemon(table_reader& r, daemon_config& d) {
         }
     }
     r.finish();
-}
-
-std::string scalar_to_string(const toml::node& n) {
-    if (const auto* s = n.as_string()) return s->get();
-    if (const auto* i = n.as_integer()) return std::to_string(i->get());
-    if (const auto* b = n.as_boolean()) return b->get() ? "true" : "false";
-    if (const auto* f = n.as_floating_point()) {
-        char buf[64];
-        const auto res = std::to_chars(buf, buf + sizeof buf, f->get());
-        return std::string(buf, res.ptr);
-    }
-    return {};
-}
-
-struct client_entry {
-    std::string name;
-    const toml::node* value;
-    pos_t key_pos;  // the first segment of a dotted key: where the line starts
-};
-
-// Unquoted dotted keys (sasl.password = "...") are nested tables to TOML;
-// to librdkafka they are one property name, so flatten them back.
-void flatten_client(const toml::table& t, const std::string& prefix, const pos_t* top_pos,
-                    std::vector<client_entry>& out) {
-    for (auto&& [k, v] : t) {
-        const std::string name =
-            prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
-        const pos_t kp = top_pos ? *top_pos : k.source().begin;
-        if (const auto* sub = v.as_table()) {
-            flatten_client(*sub, name, &kp, out);
-        } else {
-            out.push_back({name, &v, kp});
-        }
-    }
-}
-
-void read_client(diagnostics& diag, const toml::table& t, const std::string& cluster_path,
-                 std::map<std::string, std::string>& out) {
-    std::vector<client_entry> entries;
-    flatten_client(t, "", nullptr, entries);
-    std::map<std::string, pos_t> seen;
-    for (const auto& e : entries) {
-        const std::string key_path = cluster_path + ".client." + e.name;
-        const pos_t vpos = e.value->source().begin;
-        if (!e.value->is_string() && !e.value->is_number() && !e.value->is_boolean()) {
-            diag.error(vpos, key_path,
-                       "expected a string, number or boolean, got " + type_name(*e.value));
-            continue;
-        }
-        if (const auto [it, fresh] = seen.emplace(e.name, e.key_pos); !fresh) {
-            diag.error(e.key_pos, key_path,
-                       "set twice; first at line " + std::to_string(it->second.line));
-            continue;
-        }
-        if (e.name == "bootstrap.servers" || e.name == "metadata.broker.list") {
-            diag.error(e.key_pos, key_path,
-                       "set the brokers with " + cluster_path + ".bootstrap instead");
-            continue;
-        }
-        const std::string value = scalar_to_string(*e.value);
-        if (auto r = kafka::check_property(e.name, value); !r) {
-            std::string msg = r.error().message;
-            if (is_secret_key(e.name) && !value.empty()) {
-                for (auto at = msg.find(value); at != std::string::npos; at = msg.find(value, at)) {
-                    msg.replace(at, value.size(), "******");
-                    at += 6;
-                }
-            }
-            // librdkafka objects either to the name or to the value; point at
-            // whichever it means.
-            const bool about_name = msg.starts_with("No such configuration property") ||
-                                    msg.find("not supported in this build") != std::string::npos;
-            diag.error(about_name ? e.key_pos : vpos, key_path, "rejected by librdkafka: " + msg);
-            continue;
-        }
-        out[e.name] = value;
-    }
 }
 
 void read_clusters(diagnostics& diag, const toml::node& node, Config& c) {
@@ -667,35 +232,9 @@ void claim_name(table_reader& r, name_registry& names, const std::string& name, 
     }
 }
 
-void read_flow(table_reader& r, const known_names& known, bool check_clusters, name_registry& names,
-               const std::string& file, Config& c) {
-    flow_config f;
-    f.pos = to_pos(file, r.header());
-
-    bool source_ok = r.required("source") && r.string("source", f.source);
-    bool target_ok = r.required("target") && r.string("target", f.target);
-    if (source_ok && check_clusters) {
-        if (auto m = known.check_cluster(f.source); !m.empty()) {
-            r.error("source", m);
-            source_ok = false;
-        }
-    }
-    if (target_ok && check_clusters) {
-        if (auto m = known.check_cluster(f.target); !m.empty()) {
-            r.error("target", m);
-            target_ok = false;
-        }
-    }
-    if (source_ok && target_ok && f.source == f.target) {
-        r.error("target", "source and target are both " + quote(f.source) +
-                              "; a flow copies between two different clusters");
-    }
-
-    const bool explicit_name = r.string("name", f.name);
-    if (!explicit_name) f.name = f.source + "-to-" + f.target;
-    if (explicit_name || (source_ok && target_ok))
-        claim_name(r, names, f.name, explicit_name, r.path());
-
+// Everything a flow and a pair share: topic and group selection, naming,
+// intervals, bounds and targets.
+void read_flow_settings(table_reader& r, flow_config& f) {
     r.regexes("topics", f.topics, false);
     r.regexes("exclude_topics", f.exclude_topics, true);
     f.naming = read_naming(r, f.naming);
@@ -729,6 +268,39 @@ void read_flow(table_reader& r, const known_names& known, bool check_clusters, n
     r.count("max_in_flight_records", f.max_in_flight_records);
     r.interval("rpo_target", f.rpo_target);
     r.interval("rto_target", f.rto_target);
+}
+
+void read_flow(table_reader& r, const known_names& known, bool check_clusters, name_registry& names,
+               const std::string& file, Config& c) {
+    flow_config f;
+    f.pos = to_pos(file, r.header());
+    f.key_path = r.path();
+
+    bool source_ok = r.required("source") && r.string("source", f.source);
+    bool target_ok = r.required("target") && r.string("target", f.target);
+    if (source_ok && check_clusters) {
+        if (auto m = known.check_cluster(f.source); !m.empty()) {
+            r.error("source", m);
+            source_ok = false;
+        }
+    }
+    if (target_ok && check_clusters) {
+        if (auto m = known.check_cluster(f.target); !m.empty()) {
+            r.error("target", m);
+            target_ok = false;
+        }
+    }
+    if (source_ok && target_ok && f.source == f.target) {
+        r.error("target", "source and target are both " + quote(f.source) +
+                              "; a flow copies between two different clusters");
+    }
+
+    const bool explicit_name = r.string("name", f.name);
+    if (!explicit_name) f.name = f.source + "-to-" + f.target;
+    if (explicit_name || (source_ok && target_ok))
+        claim_name(r, names, f.name, explicit_name, r.path());
+
+    read_flow_settings(r, f);
     r.finish();
     c.flows.push_back(std::move(f));
 }
@@ -773,17 +345,34 @@ void read_pair(table_reader& r, const known_names& known, bool check_clusters, n
         }
     }
 
-    r.regexes("topics", p.topics, false);
-    r.regexes("exclude_topics", p.exclude_topics, true);
-    p.naming = read_naming(r, p.naming);
-    r.regexes("groups", p.groups, true);
-    r.interval("rpo_target", p.rpo_target);
-    r.interval("rto_target", p.rto_target);
+    flow_config settings;  // what both directions share
+    read_flow_settings(r, settings);
+    p.topics = settings.topics;
+    p.exclude_topics = settings.exclude_topics;
+    p.naming = settings.naming;
+    p.groups = settings.groups;
+    p.rpo_target = settings.rpo_target;
+    p.rto_target = settings.rto_target;
 
     std::vector<std::string> flow_names;
     if (p.clusters.size() == 2) {
         flow_names = {p.clusters[0] + "-to-" + p.clusters[1],
                       p.clusters[1] + "-to-" + p.clusters[0]};
+    }
+    if (r.strings("flow_names", p.flow_names)) {
+        if (p.flow_names.size() != 2) {
+            r.error("flow_names",
+                    "expected two names (" + quote(p.clusters.empty() ? "A" : p.clusters[0]) +
+                        " to the other, then back), got " + std::to_string(p.flow_names.size()));
+        } else if (p.flow_names[0] == p.flow_names[1]) {
+            r.error("flow_names", "both flows are named " + quote(p.flow_names[0]));
+        } else {
+            for (const auto& n : p.flow_names) {
+                if (!is_name(n))
+                    r.error("flow_names", "name " + quote(n) + " must " + std::string(name_rule));
+            }
+            if (!flow_names.empty()) flow_names = p.flow_names;
+        }
     }
     if (r.strings("directions", p.directions)) {
         const auto* arr = r.find("directions")->as_array();
@@ -806,6 +395,7 @@ void read_pair(table_reader& r, const known_names& known, bool check_clusters, n
     if (clusters_ok) {
         for (std::size_t i = 0; i < 2; ++i) {
             const std::string& name = flow_names[i];
+            const std::string& reverse = flow_names[1 - i];
             if (!p.directions.empty() &&
                 std::find(p.directions.begin(), p.directions.end(), name) == p.directions.end()) {
                 continue;
@@ -816,50 +406,18 @@ void read_pair(table_reader& r, const known_names& known, bool check_clusters, n
                                " already uses it");
                 continue;
             }
-            flow_config f;
+            flow_config f = settings;
             f.name = name;
             f.source = p.clusters[i];
             f.target = p.clusters[1 - i];
-            f.topics = p.topics;
-            f.exclude_topics = p.exclude_topics;
-            f.naming = p.naming;
-            f.groups = p.groups;
-            f.rpo_target = p.rpo_target;
-            f.rto_target = p.rto_target;
             f.from_pair = p.name;
+            f.reverse_flow = reverse;
+            f.key_path = r.path();
             f.pos = p.pos;
             c.flows.push_back(std::move(f));
         }
     }
     c.pairs.push_back(std::move(p));
-}
-
-void check_storage(table_reader& r, const std::string& url) {
-    const std::string shown = quote(masked_url(url));
-    const std::string_view hint =
-        "use file:///absolute/path, file://relative/path or s3://bucket/prefix";
-    if (url.starts_with("file://")) {
-        if (url.size() == 7) r.error("storage", "file:// URL has no path; " + std::string(hint));
-        return;
-    }
-    if (url.starts_with("s3://")) {
-        std::string_view rest = std::string_view(url).substr(5);
-        rest = rest.substr(0, rest.find_first_of("/?#"));
-        if (const auto at = rest.rfind('@'); at != std::string_view::npos)
-            rest.remove_prefix(at + 1);
-        if (rest.empty())
-            r.error("storage", "s3:// URL " + shown + " has no bucket; write s3://bucket/prefix");
-        return;
-    }
-    const auto colon = url.find(':');
-    if (colon == std::string::npos || colon == 0) {
-        r.error("storage", "expected a URL, got " + shown + "; " + std::string(hint));
-    } else if (url.substr(0, colon) == "file") {
-        r.error("storage", "file URLs need two slashes, got " + shown + "; " + std::string(hint));
-    } else {
-        r.error("storage", "unsupported storage scheme " + quote(url.substr(0, colon)) + " in " +
-                               shown + "; only file:// and s3:// are supported");
-    }
 }
 
 void read_tap(table_reader& r, const known_names& known, bool check_clusters, name_registry& names,
@@ -880,7 +438,8 @@ void read_tap(table_reader& r, const known_names& known, bool check_clusters, na
 
     r.regexes("topics", t.topics, false);
     r.regexes("exclude_topics", t.exclude_topics, true);
-    if (r.required("storage") && r.string("storage", t.storage)) check_storage(r, t.storage);
+    if (r.required("storage") && r.string("storage", t.storage))
+        detail::check_store_url(r, "storage", t.storage);
 
     if (r.string("compression", t.compression) && t.compression != "zstd" &&
         t.compression != "none") {
@@ -945,6 +504,81 @@ pos_t first_table_pos(const toml::table& root) {
 
 }  // namespace
 
+namespace {
+
+// Kafka's alphabet, with '.', '-' and '_' possibly escaped. An unescaped '.'
+// is taken literally: "orders.eu" is almost always meant as that topic.
+// A topic the pattern selects, when it is easy to name: a literal, or one
+// whose only wildcards are ".*" and ".+" (each stands for "x").
+std::optional<std::string> sample_topic(std::string_view pattern) {
+    std::string out;
+    for (size_t i = 0; i < pattern.size(); ++i) {
+        char ch = pattern[i];
+        if (ch == '.' && i + 1 < pattern.size() &&
+            (pattern[i + 1] == '*' || pattern[i + 1] == '+')) {
+            out += 'x';
+            ++i;
+            continue;
+        }
+        if (ch == '\\' && i + 1 < pattern.size()) ch = pattern[++i];
+        if (!is_name(std::string_view(&ch, 1))) return std::nullopt;
+        out += ch;
+    }
+    if (out.empty()) return std::nullopt;
+    return out;
+}
+
+bool selects(const std::vector<std::regex>& include, const std::vector<std::regex>& exclude,
+             const std::string& topic) {
+    return full_match_any(include, topic) && !full_match_any(exclude, topic);
+}
+
+// Two flows in the same direction must not both mirror a topic: each would
+// write every record to the target once more.
+void check_overlaps(diagnostics& diag, const Config& c) {
+    for (size_t j = 1; j < c.flows.size(); ++j) {
+        const auto& b = c.flows[j];
+        for (size_t i = 0; i < j; ++i) {
+            const auto& a = c.flows[i];
+            if (a.source != b.source || a.target != b.target) continue;
+            const std::string topic = evident_overlap(a, b);
+            if (topic.empty()) continue;
+            const auto describe_flow = [](const flow_config& f) {
+                return "flow " + quote(f.name) +
+                       (f.from_pair.empty() ? "" : " of pair " + quote(f.from_pair));
+            };
+            diag.error(pos_t{static_cast<std::uint32_t>(b.pos.line),
+                             static_cast<std::uint32_t>(b.pos.column)},
+                       b.key_path.empty() ? "flow" : b.key_path,
+                       describe_flow(b) + " and " + describe_flow(a) + " (line " +
+                           std::to_string(a.pos.line) + ") both mirror topic " + quote(topic) +
+                           " from " + quote(a.source) + " to " + quote(a.target) +
+                           "; a topic is mirrored by one flow per direction: narrow topics or "
+                           "add exclude_topics to one of them");
+        }
+    }
+}
+
+}  // namespace
+
+std::string evident_overlap(const flow_config& a, const flow_config& b) {
+    const auto ai = compile_patterns(a.topics), ae = compile_patterns(a.exclude_topics);
+    const auto bi = compile_patterns(b.topics), be = compile_patterns(b.exclude_topics);
+    for (const auto* f : {&a, &b}) {
+        for (const auto& pattern : f->topics) {
+            const auto topic = sample_topic(pattern);
+            if (topic && selects(ai, ae, *topic) && selects(bi, be, *topic)) return *topic;
+        }
+    }
+    // Patterns written identically select the same topics.
+    for (const auto& pa : a.topics) {
+        for (const auto& pb : b.topics) {
+            if (pa == pb && a.exclude_topics.empty() && b.exclude_topics.empty()) return pa;
+        }
+    }
+    return {};
+}
+
 Result<Config> parse(std::string_view text, const std::string& path) {
     toml::table root;
     try {
@@ -1001,6 +635,16 @@ Result<Config> parse(std::string_view text, const std::string& path) {
         read_tap(r, known, check_clusters, names, path, c);
     });
     top.finish();
+    check_overlaps(diag, c);
+    for (auto& f : c.flows) {
+        if (!f.reverse_flow.empty()) continue;
+        for (const auto& g : c.flows) {
+            if (g.source == f.target && g.target == f.source && g.naming == f.naming) {
+                f.reverse_flow = g.name;
+                break;
+            }
+        }
+    }
 
     if (!diag.empty()) return fail(errc::invalid_config, diag.joined());
     return c;

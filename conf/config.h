@@ -74,6 +74,11 @@ struct flow_config {
     std::optional<duration> rpo_target;
     std::optional<duration> rto_target;
     std::string from_pair;  // name of the [[pair]] that produced it, if any
+    // The flow carrying records the other way between the same clusters (the
+    // pair's other direction, even when this process does not run it), or "".
+    // Identity naming translates through both flows' runs.
+    std::string reverse_flow;
+    std::string key_path;  // "flow[0]" or "pair[1]": where messages point
     source_pos pos;
 };
 
@@ -84,6 +89,8 @@ struct pair_config {
     std::vector<std::string> exclude_topics;
     naming_policy naming = naming_policy::prefix;
     std::vector<std::string> directions;  // flow names to run here; empty = both
+    // The two flows' names, A->B then B->A; default "<a>-to-<b>", "<b>-to-<a>".
+    std::vector<std::string> flow_names;
     std::vector<std::string> groups = {".*"};
     std::optional<duration> rpo_target;
     std::optional<duration> rto_target;
@@ -156,6 +163,12 @@ struct Config {
 // this does not fail for a loaded config. Matching is always a full match.
 [[nodiscard]] std::vector<std::regex> compile_patterns(const std::vector<std::string>& patterns);
 [[nodiscard]] bool full_match_any(const std::vector<std::regex>& res, const std::string& s);
+
+// A topic name that both flows would mirror, or "" if none is evident from
+// the patterns alone (literal names, patterns whose wildcards are only ".*"
+// and ".+", patterns written the same way). The plan repeats the check
+// against the real topic list.
+[[nodiscard]] std::string evident_overlap(const flow_config& a, const flow_config& b);
 
 // Human-readable dump of the effective config, secrets masked.
 [[nodiscard]] std::string describe(const Config& c);

@@ -93,4 +93,10 @@ std::string topic_policy::target_topic(const std::string& source_topic) const {
     return source_ + separator_ + source_topic;
 }
 
+provenance_verdict check_provenance(const std::string_view* origin,
+                                    std::string_view flow_target) noexcept {
+    if (origin == nullptr) return provenance_verdict::send_and_mark;
+    return *origin == flow_target ? provenance_verdict::skip : provenance_verdict::send;
+}
+
 }  // namespace rpl::conf

@@ -27,6 +27,18 @@ namespace rpl::conf {
 
 inline constexpr std::string_view heartbeats_topic = "heartbeats";
 
+// Provenance under identity naming: every record a flow sends carries this
+// header, its value the alias of the cluster where the record was first
+// written. A record without it originated on the flow's source and gains
+// it; a record whose header names the flow's target is never sent (it came
+// from there); any other record is sent with its header unchanged.
+inline constexpr std::string_view provenance_header = "replicatord.origin";
+
+enum class provenance_verdict { send_and_mark, send, skip };
+// origin: the header's value, or nullptr when the record has none.
+[[nodiscard]] provenance_verdict check_provenance(const std::string_view* origin,
+                                                  std::string_view flow_target) noexcept;
+
 // Topic configs that never travel from source to target: they describe the
 // source cluster's durability and operations, not the data. (README lists
 // the same set.)

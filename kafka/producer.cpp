@@ -36,9 +36,15 @@ rd_kafka_topic_t* producer::topic_handle(const std::string& name) {
 }
 
 rd_kafka_resp_err_t producer::produce(const std::string& topic, int32_t partition, message& m,
-                                      void* opaque) {
+                                      void* opaque, const record_header* extra) {
     rd_kafka_topic_t* rkt = topic_handle(topic);
     headers_ptr hdrs = m.detach_headers();
+    if (extra != nullptr) {
+        if (!hdrs) hdrs.reset(rd_kafka_headers_new(1));
+        rd_kafka_header_add(hdrs.get(), extra->name.data(),
+                            static_cast<ssize_t>(extra->name.size()), extra->value,
+                            static_cast<ssize_t>(extra->size));
+    }
     rd_kafka_resp_err_t err;
     if (hdrs) {
         // librdkafka owns the headers only if producev succeeds.
@@ -66,14 +72,38 @@ rd_kafka_resp_err_t producer::produce(const std::string& topic, int32_t partitio
 rd_kafka_resp_err_t producer::produce_copy(const std::string& topic, int32_t partition,
                                            std::string_view key, const std::string* value,
                                            int64_t timestamp, void* opaque) {
+    return produce_copy(topic, partition, key.data(), key.size(),
+                        value != nullptr ? value->data() : nullptr,
+                        value != nullptr ? value->size() : 0, {}, timestamp, opaque);
+}
+
+rd_kafka_resp_err_t producer::produce_copy(const std::string& topic, int32_t partition,
+                                           const void* key, size_t key_len, const void* value,
+                                           size_t value_len, std::span<const record_header> headers,
+                                           int64_t timestamp, void* opaque) {
     rd_kafka_topic_t* rkt = topic_handle(topic);
-    void* payload = value != nullptr ? const_cast<char*>(value->data()) : nullptr;
-    const size_t len = value != nullptr ? value->size() : 0;
-    return rd_kafka_producev(client_.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
-                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                             RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(payload, len),
-                             RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_OPAQUE(opaque),
-                             RD_KAFKA_V_END);
+    void* payload = const_cast<void*>(value);  // copied: RD_KAFKA_MSG_F_COPY
+    if (headers.empty()) {
+        return rd_kafka_producev(
+            client_.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_VALUE(payload, value_len), RD_KAFKA_V_TIMESTAMP(timestamp),
+            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    }
+    // rd_kafka_header_add copies names and values.
+    headers_ptr hdrs(rd_kafka_headers_new(headers.size()));
+    for (const auto& h : headers) {
+        rd_kafka_header_add(hdrs.get(), h.name.data(), static_cast<ssize_t>(h.name.size()), h.value,
+                            h.value != nullptr ? static_cast<ssize_t>(h.size) : 0);
+    }
+    const auto err = rd_kafka_producev(
+        client_.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE(payload, value_len), RD_KAFKA_V_HEADERS(hdrs.get()),
+        RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    // librdkafka owns the headers only if producev succeeds.
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) (void)hdrs.release();
+    return err;
 }
 
 Result<void> producer::flush(deadline_ms deadline) {

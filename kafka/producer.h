@@ -3,6 +3,7 @@
 // until the delivery report, which hands both back.
 //
 //   produce(topic, partition, message, opaque) ──> librdkafka ──> broker
+//   produce_copy(topic, partition, key, value[, headers], ts, opaque) ─┘
 //   poll() ──> on_delivery(opaque, target offset, err)   (on the caller's thread)
 //
 // Thread model: produce() and poll() from one thread; delivery reports run
@@ -13,6 +14,7 @@
 #include "kafka/message.h"
 
 #include <functional>
+#include <span>
 #include <string>
 #include <unordered_map>
 
@@ -39,13 +41,25 @@ public:
 
     // Sends m's key, value, headers and timestamp to topic/partition. The
     // value is NOT copied: m must stay alive until on_delivery for `opaque`.
-    // Headers are moved out of m. Returns the librdkafka error (QUEUE_FULL
-    // means: poll and try again).
+    // Headers are moved out of m; `extra`, if given, is appended to them
+    // (copied). Returns the librdkafka error (QUEUE_FULL means: poll and try
+    // again); on error m keeps its headers, `extra` included.
     [[nodiscard]] rd_kafka_resp_err_t produce(const std::string& topic, int32_t partition,
-                                              message& m, void* opaque);
+                                              message& m, void* opaque,
+                                              const record_header* extra = nullptr);
     // A record built by the caller (heartbeats, checkpoints); bytes are copied.
     [[nodiscard]] rd_kafka_resp_err_t produce_copy(const std::string& topic, int32_t partition,
                                                    std::string_view key, const std::string* value,
+                                                   int64_t timestamp, void* opaque);
+    // A record with headers (a restored one, say); every byte is copied --
+    // key, value, header names and values -- so nothing need outlive the
+    // call. key or value nullptr: a null key or value; a header whose value
+    // is nullptr has a null value. Returns the librdkafka error (QUEUE_FULL
+    // means: poll and try again); nothing is kept on error.
+    [[nodiscard]] rd_kafka_resp_err_t produce_copy(const std::string& topic, int32_t partition,
+                                                   const void* key, size_t key_len,
+                                                   const void* value, size_t value_len,
+                                                   std::span<const record_header> headers,
                                                    int64_t timestamp, void* opaque);
 
     int poll(std::chrono::milliseconds timeout) {

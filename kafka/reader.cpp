@@ -46,16 +46,17 @@ message reader::poll(std::chrono::milliseconds timeout) {
 
 Result<int64_t> read_to_end(const endpoint& ep, const std::string& topic, int32_t partition,
                             deadline_ms deadline, const Logger& log,
-                            const std::function<Result<void>(const message&)>& on_record) {
+                            const std::function<Result<void>(const message&)>& on_record,
+                            int64_t from) {
     using clock_type = std::chrono::steady_clock;
     const auto until = clock_type::now() + deadline;
     auto left = [&] { return std::chrono::duration_cast<deadline_ms>(until - clock_type::now()); };
     RPL_TRY(rd, reader::create(ep, {}, log));
     RPL_TRY(wm, rd.query_watermarks(topic, partition, std::max(left(), deadline_ms(1))));
     const int64_t high = wm.high;
-    if (high <= wm.low) return high;
-    RPL_TRY(rd.assign(topic, partition, RD_KAFKA_OFFSET_BEGINNING));
-    int64_t next = 0;
+    if (high <= std::max(wm.low, from)) return high;
+    RPL_TRY(rd.assign(topic, partition, from > wm.low ? from : RD_KAFKA_OFFSET_BEGINNING));
+    int64_t next = std::max<int64_t>(from, 0);
     while (next < high) {
         const auto remaining = left();
         if (remaining <= deadline_ms(0))

@@ -51,13 +51,14 @@ private:
     Client client_;
 };
 
-// Reads one partition of a state topic from the beginning up to its end
-// offset as of the call, handing every record to `on_record` (which may stop
+// Reads one partition of a state topic from `from` (the beginning by
+// default) up to its end offset as of the call, handing every record to `on_record` (which may stop
 // the read by failing). A missing topic is errc::not_found. Compaction holes
 // are fine: partition EOF also ends the read. errc::timeout if the end was
 // not reached within the deadline. Returns the end offset read up to.
 [[nodiscard]] Result<int64_t> read_to_end(
     const endpoint& ep, const std::string& topic, int32_t partition, deadline_ms deadline,
-    const Logger& log, const std::function<Result<void>(const message&)>& on_record);
+    const Logger& log, const std::function<Result<void>(const message&)>& on_record,
+    int64_t from = 0);
 
 }  // namespace rpl::kafka

@@ -223,10 +223,11 @@ struct applier {
 
 Result<catch_up_stats> catch_up(const kafka::endpoint& target, store& s,
                                 kafka::deadline_ms deadline, const Logger& log,
-                                const std::string& topic) {
+                                const std::string& topic, int64_t from) {
     applier a{s, log, topic, {}};
-    auto high = kafka::read_to_end(target, topic, 0, deadline, log,
-                                   [&a](const kafka::message& m) { return a.handle(m); });
+    auto high = kafka::read_to_end(
+        target, topic, 0, deadline, log, [&a](const kafka::message& m) { return a.handle(m); },
+        from);
     if (!high) {
         if (high.error().code != errc::not_found) return high.error();
         log.info("runs topic " + topic + " does not exist on " + target.describe() +
@@ -234,11 +235,12 @@ Result<catch_up_stats> catch_up(const kafka::endpoint& target, store& s,
         return a.stats;
     }
     a.stats.end_offset = high.value();
-    log.info("caught up from " + topic + " on " + target.describe() + " to offset " +
-             std::to_string(a.stats.end_offset) + ": " + std::to_string(a.stats.applied) +
-             " applied, " + std::to_string(a.stats.unchanged) + " already known, " +
-             std::to_string(a.stats.removed) + " removed, " + std::to_string(a.stats.corrupt) +
-             " corrupt, " + std::to_string(a.stats.conflicts) + " conflicting");
+    log.log(from > 0 ? level::debug : level::info,
+            "caught up from " + topic + " on " + target.describe() + " to offset " +
+                std::to_string(a.stats.end_offset) + ": " + std::to_string(a.stats.applied) +
+                " applied, " + std::to_string(a.stats.unchanged) + " already known, " +
+                std::to_string(a.stats.removed) + " removed, " + std::to_string(a.stats.corrupt) +
+                " corrupt, " + std::to_string(a.stats.conflicts) + " conflicting");
     return a.stats;
 }
 

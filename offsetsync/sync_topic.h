@@ -102,6 +102,7 @@ struct catch_up_stats {
 // end was not reached within `deadline`.
 [[nodiscard]] Result<catch_up_stats> catch_up(const kafka::endpoint& target, store& s,
                                               kafka::deadline_ms deadline, const Logger& log,
-                                              const std::string& topic = runs_topic);
+                                              const std::string& topic = runs_topic,
+                                              int64_t from = 0);
 
 }  // namespace rpl::offsetsync

@@ -48,12 +48,23 @@ struct flow::topic_state {
     std::vector<std::unique_ptr<partition_state>> parts;  // index = partition id
     prometheus::Counter* records = nullptr;
     prometheus::Counter* bytes = nullptr;
+    prometheus::Counter* filtered = nullptr;
+    // Counted per delivery, added to the counters by update_metrics().
+    int64_t unreported_records = 0;
+    int64_t unreported_bytes = 0;
 };
 
 namespace {
 
 constexpr auto drain_deadline = 4s;
 constexpr auto commit_interval = 200ms;
+constexpr auto min_commit_gap = 20ms;  // early commits, while the window is half full
+
+// The flow's client defaults, minus those the cluster's [client] table sets.
+kafka::properties defaults_for(const kafka::endpoint& ep, kafka::properties defaults) {
+    std::erase_if(defaults, [&](const auto& kv) { return ep.client.count(kv.first) > 0; });
+    return defaults;
+}
 constexpr int max_failures_without_progress = 20;
 
 bool is_permanent(rd_kafka_resp_err_t err) {
@@ -91,6 +102,7 @@ flow::flow(const conf::flow_config& cfg, flow_env env)
             m.rto_target.Add({{"flow", cfg_.name}})
                 .Set(static_cast<double>(cfg_.rto_target->count()) / 1000.0);
         m.up.Add({{"flow", cfg_.name}}).Set(0);
+        latency_histogram_ = &m.latency.Add({{"flow", cfg_.name}}, latency_buckets());
     }
 }
 
@@ -127,14 +139,16 @@ Result<void> flow::connect() {
 
     // Target side. No local message timeout: a target outage is waited out
     // inside librdkafka, never turned into a skipped record.
-    const kafka::properties target_props{
-        {"message.timeout.ms", "0"},
-        {"linger.ms", "5"},
-        {"batch.num.messages", "10000"},
-        {"batch.size", "1000000"},
-        {"queue.buffering.max.messages", "1000000"},
-        {"queue.buffering.max.kbytes", "1048576"},
-    };
+    // Throughput defaults; the cluster's [client] table overrides them.
+    kafka::properties target_props =
+        defaults_for(target_, {
+                                  {"linger.ms", "5"},
+                                  {"batch.num.messages", "10000"},
+                                  {"batch.size", "1000000"},
+                                  {"queue.buffering.max.messages", "1000000"},
+                                  {"queue.buffering.max.kbytes", "1048576"},
+                              });
+    target_props["message.timeout.ms"] = "0";
     RPL_TRY(dst, kafka::producer::create(target_, target_props, log_.child("target"),
                                          [this](const kafka::delivery& d) { on_delivery(d); }));
     producer_.emplace(std::move(dst));
@@ -146,15 +160,17 @@ Result<void> flow::connect() {
     }
 
     const auto refresh_ms = std::to_string(std::max<int64_t>(1000, cfg_.refresh_interval.count()));
-    const kafka::properties source_props{
-        {"topic.metadata.refresh.interval.ms", refresh_ms},
-        {"queued.max.messages.kbytes", "16384"},
-        {"fetch.wait.max.ms", "100"},
-        // A crashed process's partitions move to its restart (or a peer)
-        // after 10 s instead of the default 45 s.
-        {"session.timeout.ms", "10000"},
-        {"heartbeat.interval.ms", "1000"},
-    };
+    const kafka::properties source_props = defaults_for(
+        source_, {
+                     {"topic.metadata.refresh.interval.ms", refresh_ms},
+                     // Prefetch up to 32 MiB: about 0.1 s at the target broker's pace here.
+                     {"queued.max.messages.kbytes", "32768"},
+                     {"fetch.wait.max.ms", "100"},
+                     // A crashed process's partitions move to its restart (or a peer)
+                     // after 10 s instead of the default 45 s.
+                     {"session.timeout.ms", "10000"},
+                     {"heartbeat.interval.ms", "1000"},
+                 });
     RPL_TRY(c, kafka::consumer::create(source_, "replicatord." + cfg_.name, source_props,
                                        log_.child("consumer")));
     consumer_.emplace(std::move(c));
@@ -210,6 +226,7 @@ flow::partition_state& flow::part(const std::string& topic, int32_t partition) {
         if (env_.metrics != nullptr) {
             ts->records = &env_.metrics->records.Add({{"flow", cfg_.name}, {"topic", topic}});
             ts->bytes = &env_.metrics->bytes.Add({{"flow", cfg_.name}, {"topic", topic}});
+            ts->filtered = &env_.metrics->filtered.Add({{"flow", cfg_.name}, {"topic", topic}});
         }
     }
     auto& parts = ts->parts;
@@ -385,6 +402,22 @@ void flow::update_window() {
     window_records_ = window;
 }
 
+namespace {
+// The provenance verdict for a consumed record (identity naming).
+conf::provenance_verdict provenance_of(const kafka::message& m, std::string_view target) {
+    rd_kafka_headers_t* hdrs = nullptr;
+    if (rd_kafka_message_headers(m.get(), &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return conf::check_provenance(nullptr, target);
+    const void* value = nullptr;
+    size_t size = 0;
+    if (rd_kafka_header_get_last(hdrs, conf::provenance_header.data(), &value, &size) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        return conf::check_provenance(nullptr, target);
+    const std::string_view origin(static_cast<const char*>(value), value != nullptr ? size : 0);
+    return conf::check_provenance(&origin, target);
+}
+}  // namespace
+
 void flow::handle(kafka::message& m) {
     if (m.err()) {
         const auto err = m.err();
@@ -422,8 +455,27 @@ void flow::handle(kafka::message& m) {
     const size_t size = m.value_size() + m.key_size();
     const int64_t offset = m.offset();
     rd_kafka_message_t* raw = m.get();
+    kafka::record_header mark;
+    const kafka::record_header* extra = nullptr;
+    if (cfg_.naming == conf::naming_policy::identity) {
+        switch (provenance_of(m, cfg_.target)) {
+            case conf::provenance_verdict::skip:
+                // It came from the target: sending it back would loop. It
+                // counts as done, once everything before it is acknowledged.
+                ps->read_next = offset + 1;
+                if (ps->in_flight == 0 && !ps->broken) ps->acked_next = ps->read_next;
+                ps->position_reliable = true;
+                if (ts.filtered != nullptr) ts.filtered->Increment();
+                return;
+            case conf::provenance_verdict::send_and_mark:
+                mark = {conf::provenance_header, cfg_.source.data(), cfg_.source.size()};
+                extra = &mark;
+                break;
+            case conf::provenance_verdict::send: break;
+        }
+    }
     rd_kafka_resp_err_t err;
-    while ((err = producer_->produce(ts.target, m.partition(), m, raw)) ==
+    while ((err = producer_->produce(ts.target, m.partition(), m, raw, extra)) ==
            RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         producer_->poll(10ms);
         if (stop_requested_.load()) return;
@@ -449,7 +501,11 @@ void flow::on_delivery(const kafka::delivery& d) {
     --ps->in_flight;
     in_flight_bytes_ -= static_cast<int64_t>(m.value_size() + m.key_size());
     if (d.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (!ps->broken) ps->acked_next = std::max(ps->acked_next, m.offset() + 1);
+        if (!ps->broken) {
+            ps->acked_next = std::max(ps->acked_next, m.offset() + 1);
+            // Records skipped after this one (provenance) are done too.
+            if (ps->in_flight == 0) ps->acked_next = std::max(ps->acked_next, ps->read_next);
+        }
         if (env_.offsets != nullptr) {
             if (auto r = env_.offsets->record(cfg_.name, ps->topic->name, m.partition(),
                                               ps->topic->target, m.offset(), d.offset);
@@ -458,18 +514,14 @@ void flow::on_delivery(const kafka::delivery& d) {
                 log_.warn(r.error().message);
             }
         }
-        if (ps->topic->records != nullptr) {
-            ps->topic->records->Increment();
-            ps->topic->bytes->Increment(static_cast<double>(m.value_size() + m.key_size()));
-        }
+        ++ps->topic->unreported_records;
+        ps->topic->unreported_bytes += static_cast<int64_t>(m.value_size() + m.key_size());
         if (env_.metrics != nullptr) {
             const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
                                     .count();
             const int64_t ts = m.timestamp();
-            if (ts > 0 && now_ms >= ts)
-                env_.metrics->latency.Add({{"flow", cfg_.name}}, latency_buckets())
-                    .Observe(static_cast<double>(now_ms - ts) / 1000.0);
+            if (ts > 0 && now_ms >= ts) latency_.observe(now_ms - ts);
         }
         failures_without_progress_ = 0;
         backoff_ = 100ms;
@@ -756,6 +808,14 @@ void flow::update_metrics() {
         if (ps->marks.empty()) ps->safe_at = now;
         rpo = std::max<std::chrono::duration<double>>(rpo, now - ps->safe_at);
     }
+    for (auto& [name, ts] : topics_) {
+        if (ts->records != nullptr && ts->unreported_records > 0) {
+            ts->records->Increment(static_cast<double>(ts->unreported_records));
+            ts->bytes->Increment(static_cast<double>(ts->unreported_bytes));
+        }
+        ts->unreported_records = ts->unreported_bytes = 0;
+    }
+    if (latency_histogram_ != nullptr) latency_.flush_into(*latency_histogram_);
     if (env_.metrics != nullptr) {
         env_.metrics->rpo.Add({{"flow", cfg_.name}}).Set(rpo.count());
         env_.metrics->in_flight_records.Add({{"flow", cfg_.name}})
@@ -844,8 +904,15 @@ void flow::run() noexcept {
             rewind();
             continue;
         }
-        if (clock::now() >= next_commit_ || paused_) {
-            next_commit_ = clock::now() + commit_interval;
+        // Commit on the timer, and early while the window is half full: the
+        // window shrinks only when commits land, and a full window pauses
+        // the consumer (which drops what it had prefetched).
+        const auto after_poll = clock::now();
+        const bool pressing = window_records_ * 2 >= max_records;
+        if (after_poll >= next_commit_ || paused_ ||
+            (pressing && after_poll >= last_commit_at_ + min_commit_gap)) {
+            next_commit_ = after_poll + commit_interval;
+            last_commit_at_ = after_poll;
             commit(false);
         }
         update_window();

@@ -145,7 +145,11 @@ private:
     std::chrono::steady_clock::time_point next_config_sync_{};
     std::chrono::steady_clock::time_point next_heartbeat_{};
     std::chrono::steady_clock::time_point next_commit_{};
+    std::chrono::steady_clock::time_point last_commit_at_{};
     std::chrono::steady_clock::time_point next_metrics_{};
+
+    latency_accumulator latency_;                         // flushed by update_metrics()
+    prometheus::Histogram* latency_histogram_ = nullptr;  // {flow}
 
     std::atomic<bool> stop_requested_{false};
     std::thread thread_;

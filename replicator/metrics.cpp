@@ -1,11 +1,33 @@
 #include "replicator/metrics.h"
 
+#include <algorithm>
+
 namespace rpl::replicator {
 
 const prometheus::Histogram::BucketBoundaries& latency_buckets() {
     static const prometheus::Histogram::BucketBoundaries b{
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
     return b;
+}
+
+latency_accumulator::latency_accumulator() : counts_(latency_buckets().size() + 1, 0.0) {}
+
+void latency_accumulator::observe(int64_t ms) noexcept {
+    // The first bound >= the value (Prometheus buckets are "less or equal").
+    const double seconds = static_cast<double>(ms) / 1000.0;
+    const auto& bounds = latency_buckets();
+    const auto it = std::lower_bound(bounds.begin(), bounds.end(), seconds);
+    counts_[static_cast<size_t>(it - bounds.begin())] += 1;
+    sum_seconds_ += seconds;
+    any_ = true;
+}
+
+void latency_accumulator::flush_into(prometheus::Histogram& h) {
+    if (!any_) return;
+    h.ObserveMultiple(counts_, sum_seconds_);
+    std::fill(counts_.begin(), counts_.end(), 0.0);
+    sum_seconds_ = 0;
+    any_ = false;
 }
 
 mirror_metric_families make_mirror_metrics(prometheus::Registry& r) {
@@ -68,6 +90,10 @@ mirror_metric_families make_mirror_metrics(prometheus::Registry& r) {
         BuildCounter()
             .Name("replicatord_heartbeats_total")
             .Help("Heartbeats written to the source cluster")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_records_filtered_total")
+            .Help("Records not sent because their provenance header names the target cluster")
             .Register(r),
     };
 }

@@ -10,6 +10,7 @@
 #include <prometheus/registry.h>
 
 #include <string>
+#include <vector>
 
 namespace rpl::replicator {
 
@@ -29,6 +30,9 @@ struct mirror_metric_families {
     prometheus::Family<prometheus::Gauge>& in_flight_bytes;    // {flow}
     prometheus::Family<prometheus::Gauge>& up;            // {flow}: 1 running, 0 failed/stopped
     prometheus::Family<prometheus::Counter>& heartbeats;  // {flow}
+    // Records read and deliberately not sent: under identity naming, those
+    // whose provenance header names the target (loop prevention).
+    prometheus::Family<prometheus::Counter>& filtered;  // {flow, topic}
 };
 
 // Registers the families; the app builds them once and every flow shares them.
@@ -36,5 +40,21 @@ struct mirror_metric_families {
 
 // The latency buckets, in seconds: 1 ms to 5 min.
 [[nodiscard]] const prometheus::Histogram::BucketBoundaries& latency_buckets();
+
+// Latency observations sorted into latency_buckets() on the flow's thread
+// and handed to the histogram in one call per metrics update, so that the
+// per-record path touches no shared state.
+class latency_accumulator {
+public:
+    latency_accumulator();
+    void observe(int64_t ms) noexcept;
+    // Adds what was observed since the last flush; resets.
+    void flush_into(prometheus::Histogram& h);
+
+private:
+    std::vector<double> counts_;  // one per bucket, plus +Inf
+    double sum_seconds_ = 0;
+    bool any_ = false;
+};
 
 }  // namespace rpl::replicator

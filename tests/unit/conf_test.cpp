@@ -276,6 +276,7 @@ rto_target = "5m"
 name = "explicit"
 source = "us-east"
 target = "us-west"
+topics = ["audit"]
 )");
     REQUIRE(c.pairs.size() == 1);
     CHECK(c.pairs[0].name == "us-east-us-west");
@@ -300,6 +301,66 @@ target = "us-west"
         CHECK(f->rto_target == duration(5min));
         CHECK(f->pos.line == 5);
     }
+}
+
+TEST_CASE("a pair passes flow settings to both directions and names its flows if asked") {
+    const Config c = load_ok(with_clusters(R"([[pair]]
+clusters = ["primary", "dr"]
+naming = "identity"
+flow_names = ["east", "west"]
+max_in_flight_records = 5000
+checkpoint_interval = "2s"
+heartbeats = false
+)"));
+    REQUIRE(c.flows.size() == 2);
+    CHECK(c.flows[0].name == "east");
+    CHECK(c.flows[0].source == "primary");
+    CHECK(c.flows[1].name == "west");
+    CHECK(c.flows[1].source == "dr");
+    CHECK(c.flows[0].reverse_flow == "west");
+    CHECK(c.flows[1].reverse_flow == "east");
+    for (const auto& f : c.flows) {
+        CHECK(f.naming == rpl::conf::naming_policy::identity);
+        CHECK(f.max_in_flight_records == 5000);
+        CHECK(f.checkpoint_interval == duration(2s));
+        CHECK_FALSE(f.heartbeats);
+    }
+}
+
+TEST_CASE("a pair's flow knows its reverse even when this process runs only one direction") {
+    const Config c = load_ok(with_clusters(R"([[pair]]
+clusters = ["primary", "dr"]
+naming = "identity"
+directions = ["primary-to-dr"]
+)"));
+    REQUIRE(c.flows.size() == 1);
+    CHECK(c.flows[0].reverse_flow == "dr-to-primary");
+}
+
+TEST_CASE("a pair and a flow mirroring the same topic in the same direction are rejected") {
+    const std::string e2 = errors_of(with_clusters(R"([[pair]]
+clusters = ["primary", "dr"]
+topics = ["events"]
+[[flow]]
+name = "extra"
+source = "primary"
+target = "dr"
+topics = ["ev.*", "audit"]
+)"));
+    CHECK_HAS(e2,
+              "t.toml:5:1: pair[0]: flow 'primary-to-dr' of pair 'primary-dr' and flow 'extra' "
+              "(line 8) both mirror topic 'events' from 'primary' to 'dr'; a topic is mirrored "
+              "by one flow per direction");
+    // The other direction, or topics that cannot meet, are fine.
+    load_ok(with_clusters(R"([[pair]]
+clusters = ["primary", "dr"]
+topics = ["events"]
+[[flow]]
+name = "audit-only"
+source = "primary"
+target = "dr"
+topics = ["audit\\..*"]
+)"));
 }
 
 TEST_CASE("pair directions run only the named flows") {

@@ -1,0 +1,81 @@
+#include "backup/metrics.h"
+
+namespace rpl::backup {
+
+const prometheus::Histogram::BucketBoundaries& store_latency_buckets() {
+    static const prometheus::Histogram::BucketBoundaries b{
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+    return b;
+}
+
+tap_metric_families make_tap_metrics(prometheus::Registry& r) {
+    using namespace prometheus;
+    return tap_metric_families{
+        BuildCounter()
+            .Name("replicatord_tap_bytes_archived_total")
+            .Help("Record bytes (encoded, before compression) in segments durably stored")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_tap_stored_bytes_total")
+            .Help("Segment object bytes durably stored (after compression)")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_tap_records_archived_total")
+            .Help("Records in segments durably stored")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_tap_compression_ratio")
+            .Help("Record bytes divided by stored object bytes, since the tap started")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_tap_segments_written_total")
+            .Help("Segments durably stored")
+            .Register(r),
+        BuildHistogram()
+            .Name("replicatord_tap_store_latency_seconds")
+            .Help("Duration of object store calls, by operation, retries included")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_tap_store_errors_total")
+            .Help("Object store calls that failed after the store's own retries")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_tap_errors_total")
+            .Help("Tap errors other than store calls, by kind")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_tap_rpo_seconds")
+            .Help("Estimated data at risk: age of the oldest source data not yet durably archived")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_tap_rpo_target_seconds")
+            .Help("The rpo_target of the tap in the config")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_tap_rto_target_seconds")
+            .Help("The rto_target of the tap in the config")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_tap_up")
+            .Help("1 while the tap runs, 0 once it stopped or failed")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_tap_last_segment_age_seconds")
+            .Help("Seconds since the tap last stored a segment")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_tap_lag_records")
+            .Help("Source high watermarks minus the archived end, summed over partitions")
+            .Register(r),
+        BuildGauge()
+            .Name("replicatord_tap_buffered_bytes")
+            .Help("Bytes held in memory for segments not yet stored")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_tap_group_snapshots_total")
+            .Help("Group offset snapshots stored")
+            .Register(r),
+    };
+}
+
+}  // namespace rpl::backup

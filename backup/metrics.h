@@ -1,0 +1,39 @@
+// The archival tap's metrics, declared in one place and built by one
+// function. Every series carries a `tap` label (and `op` for store calls), so
+// cardinality stays bounded by the number of taps.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace rpl::backup {
+
+struct tap_metric_families {
+    prometheus::Family<prometheus::Counter>& bytes;            // {tap}: record bytes archived
+    prometheus::Family<prometheus::Counter>& stored_bytes;     // {tap}: object bytes written
+    prometheus::Family<prometheus::Counter>& records;          // {tap}
+    prometheus::Family<prometheus::Gauge>& compression;        // {tap}: record bytes / object bytes
+    prometheus::Family<prometheus::Counter>& segments;         // {tap}
+    prometheus::Family<prometheus::Histogram>& store_latency;  // {tap, op}
+    prometheus::Family<prometheus::Counter>& store_errors;     // {tap, op}
+    prometheus::Family<prometheus::Counter>& errors;           // {tap, kind}: other failures
+    prometheus::Family<prometheus::Gauge>& rpo;                // {tap}
+    prometheus::Family<prometheus::Gauge>& rpo_target;         // {tap}
+    prometheus::Family<prometheus::Gauge>& rto_target;         // {tap}
+    prometheus::Family<prometheus::Gauge>& up;                 // {tap}: 1 running, 0 otherwise
+    prometheus::Family<prometheus::Gauge>& last_segment_age;   // {tap}: seconds since the last put
+    prometheus::Family<prometheus::Gauge>& lag;                // {tap}: records not yet archived
+    prometheus::Family<prometheus::Gauge>& buffered_bytes;     // {tap}: memory held for segments
+    prometheus::Family<prometheus::Counter>& group_snapshots;  // {tap}
+};
+
+// Registers the families; the app builds them once and every tap shares them.
+[[nodiscard]] tap_metric_families make_tap_metrics(prometheus::Registry& registry);
+
+// Store call latency buckets, in seconds: 1 ms to 2 min.
+[[nodiscard]] const prometheus::Histogram::BucketBoundaries& store_latency_buckets();
+
+}  // namespace rpl::backup
