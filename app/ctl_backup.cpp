@@ -132,22 +132,6 @@ Result<std::unique_ptr<backup::object_store>> open_checked(const std::string& ur
     return std::move(store);
 }
 
-void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
-    std::vector<std::size_t> width;
-    for (const auto& r : rows)
-        for (std::size_t i = 0; i < r.size(); ++i) {
-            if (width.size() <= i) width.push_back(0);
-            width[i] = std::max(width[i], r[i].size());
-        }
-    for (const auto& r : rows) {
-        for (std::size_t i = 0; i < r.size(); ++i) {
-            out << std::left << std::setw(static_cast<int>(width[i])) << r[i];
-            if (i + 1 < r.size()) out << "  ";
-        }
-        out << "\n";
-    }
-}
-
 std::string range(int64_t from, int64_t to) {
     return "[" + std::to_string(from) + ", " + std::to_string(to) + ")";
 }
@@ -226,7 +210,7 @@ int backup_list(const args& a) {
                         conf::format_size(total.bytes), conf::format_timestamp(total.min_ts),
                         conf::format_timestamp(total.max_ts)});
     }
-    print_table(rows, std::cout);
+    conf::print_table(rows, std::cout);
     std::cout << "\noffset ranges (partition=[first, end)):\n" << ranges.str();
     return exit_ok;
 }
@@ -301,7 +285,7 @@ int backup_describe(const args& a) {
                          std::to_string(r.s.absent), std::to_string(r.s.holes),
                          std::to_string(r.s.bytes), conf::format_timestamp(r.s.min_ts),
                          conf::format_timestamp(r.s.max_ts)});
-    print_table(table, std::cout);
+    conf::print_table(table, std::cout);
     std::cout << "\ngroup snapshots: " << c.group_snapshots().size() << "\n";
     for (const auto& [taken, key] : c.group_snapshots())
         std::cout << "  " << conf::format_timestamp(taken) << "  " << key << "\n";

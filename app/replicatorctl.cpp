@@ -106,22 +106,6 @@ args parse(int argc, char** argv) {
 }
 
 // Columns padded to their widest cell, as kafka-consumer-groups prints them.
-void print_table(const std::vector<std::vector<std::string>>& rows) {
-    std::vector<size_t> width;
-    for (const auto& r : rows)
-        for (size_t i = 0; i < r.size(); ++i) {
-            if (width.size() <= i) width.push_back(0);
-            width[i] = std::max(width[i], r[i].size());
-        }
-    for (const auto& r : rows) {
-        for (size_t i = 0; i < r.size(); ++i) {
-            std::cout << std::left << std::setw(static_cast<int>(width[i])) << r[i];
-            if (i + 1 < r.size()) std::cout << "  ";
-        }
-        std::cout << "\n";
-    }
-}
-
 std::string num(int64_t v) { return v < 0 ? "-" : std::to_string(v); }
 
 std::string age(int64_t ms) {
@@ -232,7 +216,7 @@ int translate(const conf::Config& cfg, const conf::flow_config& flow, const args
                          num(r.target_offset), num(r.log_end_offset), num(lag),
                          age(r.checkpoint_age_ms)});
     }
-    print_table(table);
+    conf::print_table(table, std::cout);
     print_identity_note(flow, false);
     return app::exit_ok;
 }
@@ -265,7 +249,7 @@ void print_plans(const std::vector<checkpoint::group_plan>& plans, bool apply, b
             table.push_back({p.group, p.cluster, r.topic, std::to_string(r.partition),
                              num(r.current), num(r.next)});
     }
-    if (table.size() > 1) print_table(table);
+    if (table.size() > 1) conf::print_table(table, std::cout);
     for (const auto& p : plans)
         if (!p.refused.empty()) std::cout << "refused: " << p.refused << "\n";
     if (!apply && table.size() > 1)

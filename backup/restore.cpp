@@ -332,19 +332,7 @@ void print_plan(const restore_plan& plan, const conf::restore_config& cfg, std::
                             conf::format_timestamp(pp.max_timestamp)});
         }
     }
-    std::vector<std::size_t> width;
-    for (const auto& r : rows)
-        for (std::size_t i = 0; i < r.size(); ++i) {
-            if (width.size() <= i) width.push_back(0);
-            width[i] = std::max(width[i], r[i].size());
-        }
-    for (const auto& r : rows) {
-        for (std::size_t i = 0; i < r.size(); ++i) {
-            out << std::left << std::setw(static_cast<int>(width[i])) << r[i];
-            if (i + 1 < r.size()) out << "  ";
-        }
-        out << "\n";
-    }
+    conf::print_table(rows, out);
     std::size_t partitions = 0;
     for (const auto& tp : plan.topics) partitions += tp.partitions.size();
     out << "\ntotal: " << plan.records << " records in " << partitions << " partitions of "

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <iosfwd>
 #include <map>
 #include <optional>
 #include <regex>
@@ -169,6 +170,10 @@ struct Config {
 // and ".+", patterns written the same way). The plan repeats the check
 // against the real topic list.
 [[nodiscard]] std::string evident_overlap(const flow_config& a, const flow_config& b);
+
+// Rows as left-aligned columns two spaces apart (the first row is the
+// header), as replicatorctl prints its tables.
+void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out);
 
 // Human-readable dump of the effective config, secrets masked.
 [[nodiscard]] std::string describe(const Config& c);

@@ -7,7 +7,10 @@
 
 #include "conf/config.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <iomanip>
+#include <ostream>
 #include <sstream>
 
 namespace rpl::conf {
@@ -152,6 +155,22 @@ std::string describe(const Config& c) {
         w.dur("rto_target", t.rto_target);
     }
     return w.str();
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
+    std::vector<std::size_t> width;
+    for (const auto& r : rows)
+        for (std::size_t i = 0; i < r.size(); ++i) {
+            if (width.size() <= i) width.push_back(0);
+            width[i] = std::max(width[i], r[i].size());
+        }
+    for (const auto& r : rows) {
+        for (std::size_t i = 0; i < r.size(); ++i) {
+            out << std::left << std::setw(static_cast<int>(width[i])) << r[i];
+            if (i + 1 < r.size()) out << "  ";
+        }
+        out << "\n";
+    }
 }
 
 }  // namespace rpl::conf
