@@ -10,5 +10,10 @@ namespace rpl::app {
 [[nodiscard]] int ctl_backup(int argc, char** argv);
 // replicatorctl restore --config R.toml [--dry-run] ... (app/ctl_backup.cpp)
 [[nodiscard]] int ctl_restore(int argc, char** argv);
+// replicatorctl status [--admin URL] [--watch] [--json] (app/ctl_status.cpp)
+[[nodiscard]] int ctl_status(int argc, char** argv);
+// replicatorctl drill --config F (--flow NAME | --tap NAME --cluster C) ...
+// (app/ctl_drill.cpp; the archive drill is in app/drill_tap.cpp)
+[[nodiscard]] int ctl_drill(int argc, char** argv);
 
 }  // namespace rpl::app

@@ -46,9 +46,14 @@ constexpr const char* usage = R"(usage:
   replicatorctl backup list|describe|verify --store URL [--backup ID] [--deep] [--json]
   replicatorctl restore --config R.toml [--dry-run] [--skip-damaged]
       The archive side: see `replicatorctl backup --help` and `restore --help`.
+  replicatorctl status [--admin URL] [--watch] [--json]
+      What a running replicatord is doing, from its admin endpoint.
+  replicatorctl drill --config F --flow NAME [--groups REGEX] [--report FILE.md] [--json]
+  replicatorctl drill --config F --tap NAME --cluster SCRATCH [--window 10m] [--report FILE.md]
+      Measure RPO and RTO against the config's targets: see `replicatorctl drill --help`.
 
 exit codes: 0 ok, 1 failure, 2 bad arguments or config, 3 unreachable, 4 refused,
-  5 damage found (backup verify, restore)
+  5 damage found (backup verify, restore) or a drill missed a target
 )";
 
 struct args {
@@ -311,6 +316,8 @@ int main(int argc, char** argv) {
     // Commands with their own argument parsing (app/ctl.h).
     if (argc >= 2 && std::string_view(argv[1]) == "backup") return app::ctl_backup(argc, argv);
     if (argc >= 2 && std::string_view(argv[1]) == "restore") return app::ctl_restore(argc, argv);
+    if (argc >= 2 && std::string_view(argv[1]) == "status") return app::ctl_status(argc, argv);
+    if (argc >= 2 && std::string_view(argv[1]) == "drill") return app::ctl_drill(argc, argv);
     const args a = parse(argc, argv);
     set_log_level(level::warn);
     auto cfg = conf::load(a.config);

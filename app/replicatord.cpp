@@ -16,10 +16,11 @@
 
 namespace {
 
-constexpr const char* usage = R"(usage: replicatord --config FILE [--check] [--log-level LEVEL]
+constexpr const char* usage = R"(usage: replicatord --config FILE [--check [--offline]] [--log-level LEVEL]
 
   --config FILE      flows, pairs and taps to run (TOML; see conf/examples/)
   --check            validate FILE, connect to each cluster, print the plan, exit
+  --offline          with --check: validate FILE only, connect to nothing
   --log-level LEVEL  trace|debug|info|warn|error (default: [daemon] log_level)
   --version          print the version and exit
 
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
     std::string config_path;
     std::string level_arg;
     bool check = false;
+    bool offline = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto value = [&](const char* name) -> std::string {
@@ -48,6 +50,8 @@ int main(int argc, char** argv) {
             config_path = a.substr(9);
         else if (a == "--check")
             check = true;
+        else if (a == "--offline")
+            offline = true;
         else if (a == "--log-level")
             level_arg = value("--log-level");
         else if (a == "--version") {
@@ -79,7 +83,16 @@ int main(int argc, char** argv) {
         return app::exit_invalid_config;
     }
     set_log_level(lvl);
+    set_log_json(cfg.value().daemon.log_format == "json");
 
+    if (offline && !check) {
+        std::cerr << "replicatord: --offline only goes with --check\n" << usage;
+        return app::exit_invalid_config;
+    }
+    if (check && offline) {
+        std::cout << "config " << config_path << ": valid (--offline: no cluster contacted)\n";
+        return app::exit_ok;
+    }
     if (check) {
         const Logger log("check");
         auto md = app::probe_clusters(cfg.value(), std::chrono::seconds(10), log);

@@ -1,5 +1,7 @@
 #include "backup/metrics.h"
 
+#include "kafka/metric_series.h"
+
 namespace rpl::backup {
 
 const prometheus::Histogram::BucketBoundaries& store_latency_buckets() {
@@ -76,6 +78,16 @@ tap_metric_families make_tap_metrics(prometheus::Registry& r) {
             .Help("Group offset snapshots stored")
             .Register(r),
     };
+}
+
+void forget_tap(tap_metric_families& m, const std::string& tap) {
+    for (auto* f : {&m.bytes, &m.stored_bytes, &m.records, &m.segments, &m.store_errors, &m.errors,
+                    &m.group_snapshots})
+        remove_series(*f, "tap", tap);
+    for (auto* f : {&m.compression, &m.rpo, &m.rpo_target, &m.rto_target, &m.up,
+                    &m.last_segment_age, &m.lag, &m.buffered_bytes})
+        remove_series(*f, "tap", tap);
+    remove_series(m.store_latency, "tap", tap);
 }
 
 }  // namespace rpl::backup

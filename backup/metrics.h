@@ -9,6 +9,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <string>
+
 namespace rpl::backup {
 
 struct tap_metric_families {
@@ -32,6 +34,8 @@ struct tap_metric_families {
 
 // Registers the families; the app builds them once and every tap shares them.
 [[nodiscard]] tap_metric_families make_tap_metrics(prometheus::Registry& registry);
+// Drops every series of a tap that was removed (after it stopped).
+void forget_tap(tap_metric_families& m, const std::string& tap);
 
 // Store call latency buckets, in seconds: 1 ms to 2 min.
 [[nodiscard]] const prometheus::Histogram::BucketBoundaries& store_latency_buckets();

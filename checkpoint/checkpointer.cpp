@@ -1,6 +1,7 @@
 #include "checkpoint/checkpointer.h"
 
 #include "checkpoint/failover.h"
+#include "kafka/metric_series.h"
 #include "offsetsync/sync_topic.h"
 
 #include <algorithm>
@@ -29,6 +30,11 @@ checkpoint_metric_families make_checkpoint_metrics(prometheus::Registry& r) {
             .Help("Unix time of the flow's last completed checkpoint pass")
             .Register(r),
     };
+}
+
+void forget_flow(checkpoint_metric_families& m, const std::string& flow) {
+    for (auto* f : {&m.emitted, &m.groups, &m.errors}) remove_series(*f, "flow", flow);
+    remove_series(m.last_checkpoint, "flow", flow);
 }
 
 namespace {

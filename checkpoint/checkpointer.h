@@ -45,6 +45,8 @@ struct checkpoint_metric_families {
     prometheus::Family<prometheus::Gauge>& last_checkpoint;  // {flow}: unix seconds
 };
 [[nodiscard]] checkpoint_metric_families make_checkpoint_metrics(prometheus::Registry& r);
+// Drops every series of a flow that was removed (after its checkpointer stopped).
+void forget_flow(checkpoint_metric_families& m, const std::string& flow);
 
 struct checkpointer_status {
     int64_t last_run_unix_ms = 0;      // last completed pass

@@ -23,6 +23,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -89,7 +90,10 @@ void read_daemon(table_reader& r, daemon_config& d) {
     if (r.string("state_dir", d.state_dir) && d.state_dir.empty())
         r.error("state_dir", "must not be empty");
 
-    r.string("admin_token", d.admin_token);
+    if (!r.string("admin_token", d.admin_token)) {
+        if (const char* env = std::getenv("REPLICATORD_ADMIN_TOKEN"); env != nullptr)
+            d.admin_token = env;
+    }
     if (r.string("admin_listen", d.admin_listen)) {
         // host:port, with IPv6 hosts in brackets: [::1]:9464.
         const std::string& a = d.admin_listen;
@@ -111,11 +115,16 @@ void read_daemon(table_reader& r, daemon_config& d) {
         } else if (!is_loopback(host)) {
             // The admin endpoint can stop flows; off loopback it needs a token.
             if (d.admin_token.empty()) {
-                r.error("admin_listen", "listening on " + quote(a) +
-                                            ", which is not loopback, requires daemon.admin_token");
+                r.error("admin_listen",
+                        "listening on " + quote(a) +
+                            ", which is not loopback, requires daemon.admin_token (or "
+                            "REPLICATORD_ADMIN_TOKEN in the environment)");
             }
         }
     }
+
+    if (r.string("log_format", d.log_format) && d.log_format != "text" && d.log_format != "json")
+        r.error("log_format", "unknown format " + quote(d.log_format) + "; expected text or json");
 
     if (r.string("log_level", d.log_level)) {
         level l{};

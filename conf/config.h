@@ -33,13 +33,17 @@ struct source_pos {
     std::string file;
     int line = 0;
     int column = 0;
+    bool operator==(const source_pos&) const = default;
 };
 
 struct daemon_config {
     std::string state_dir = "/var/lib/replicatord";  // RocksDB index; rebuilt from Kafka if lost
     std::string admin_listen = "127.0.0.1:9464";     // /metrics, /healthz, /readyz, /status
-    std::string admin_token;                         // bearer token; required for non-loopback
-    std::string log_level = "info";                  // trace|debug|info|warn|error
+    // Bearer token; required for a non-loopback admin_listen. When the file
+    // does not set it, REPLICATORD_ADMIN_TOKEN from the environment is used.
+    std::string admin_token;
+    std::string log_level = "info";   // trace|debug|info|warn|error
+    std::string log_format = "text";  // text | json (one JSON object per line)
 };
 
 struct cluster_config {
@@ -47,6 +51,7 @@ struct cluster_config {
     std::string bootstrap;                      // bootstrap.servers
     std::map<std::string, std::string> client;  // librdkafka properties, passed through
     source_pos pos;
+    bool operator==(const cluster_config&) const = default;
 };
 
 enum class naming_policy { prefix, identity };
@@ -81,6 +86,7 @@ struct flow_config {
     std::string reverse_flow;
     std::string key_path;  // "flow[0]" or "pair[1]": where messages point
     source_pos pos;
+    bool operator==(const flow_config&) const = default;
 };
 
 struct pair_config {
@@ -116,6 +122,7 @@ struct tap_config {
     std::optional<duration> rpo_target;
     std::optional<duration> rto_target;
     source_pos pos;
+    bool operator==(const tap_config&) const = default;
 };
 
 struct Config {
@@ -174,6 +181,14 @@ struct Config {
 // Rows as left-aligned columns two spaces apart (the first row is the
 // header), as replicatorctl prints its tables.
 void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out);
+
+// Whether a running flow or tap can be kept as it is when the config is
+// reloaded: every setting, and the clusters it talks to, the same. Where the
+// section sits in the file (its line, its index) does not count.
+[[nodiscard]] bool same_run_settings(const Config& a, const flow_config& fa, const Config& b,
+                                     const flow_config& fb);
+[[nodiscard]] bool same_run_settings(const Config& a, const tap_config& ta, const Config& b,
+                                     const tap_config& tb);
 
 // Human-readable dump of the effective config, secrets masked.
 [[nodiscard]] std::string describe(const Config& c);

@@ -6,6 +6,7 @@
 // already listed as [[flow]] tables, and listing both would define them twice.
 
 #include "conf/config.h"
+#include "kafka/log.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -15,28 +16,7 @@
 
 namespace rpl::conf {
 
-std::string quoted_string(std::string_view s) {
-    std::string out = "\"";
-    for (const char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        switch (ch) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\t': out += "\\t"; break;
-            case '\r': out += "\\r"; break;
-            default:
-                if (c < 0x20 || c == 0x7f) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out += ch;
-                }
-        }
-    }
-    return out + "\"";
-}
+std::string quoted_string(std::string_view s) { return rpl::quoted(s); }
 
 namespace {
 
@@ -97,6 +77,7 @@ std::string describe(const Config& c) {
     w.str("admin_listen", c.daemon.admin_listen);
     w.secret("admin_token", c.daemon.admin_token);
     w.str("log_level", c.daemon.log_level);
+    w.str("log_format", c.daemon.log_format);
 
     for (const auto& [name, cl] : c.clusters) {
         w.header("[clusters." + toml_key(name) + "]");

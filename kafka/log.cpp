@@ -10,6 +10,7 @@ namespace rpl {
 
 namespace {
 std::atomic<int> g_level{static_cast<int>(level::info)};
+std::atomic<bool> g_json{false};
 
 const char* level_name(level l) noexcept {
     switch (l) {
@@ -25,6 +26,30 @@ const char* level_name(level l) noexcept {
 }  // namespace
 
 void set_log_level(level l) noexcept { g_level.store(static_cast<int>(l)); }
+void set_log_json(bool json) noexcept { g_json.store(json); }
+
+std::string quoted(std::string_view s) {
+    std::string out = "\"";
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        switch (ch) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\t': out += "\\t"; break;
+            case '\r': out += "\\r"; break;
+            default:
+                if (c < 0x20 || c == 0x7f) {
+                    char buf[8];
+                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                    out += buf;
+                } else {
+                    out += ch;
+                }
+        }
+    }
+    return out + "\"";
+}
 level log_level() noexcept { return static_cast<level>(g_level.load(std::memory_order_relaxed)); }
 
 bool parse_level(std::string_view s, level& out) noexcept {
@@ -59,7 +84,17 @@ void Logger::log(level l, std::string_view msg) const noexcept {
                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                       static_cast<int>(ms));
         std::string line;
-        line.reserve(48 + prefix_.size() + msg.size());
+        line.reserve(64 + prefix_.size() + msg.size());
+        if (g_json.load(std::memory_order_relaxed)) {
+            std::string lvl = level_name(l);
+            for (auto& ch : lvl) ch = static_cast<char>(ch - 'A' + 'a');
+            line += "{\"ts\":\"";
+            line += ts;
+            line += "\",\"level\":\"" + lvl + "\",\"component\":" + quoted(prefix_) +
+                    ",\"msg\":" + quoted(msg) + "}\n";
+            [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
+            return;
+        }
         line += ts;
         line += ' ';
         line += level_name(l);

@@ -1,6 +1,8 @@
 // The one logger.
 //
-// Lines go to stderr as `2026-11-26T10:00:00.123Z LEVEL [prefix] message`.
+// Lines go to stderr as `2026-11-26T10:00:00.123Z LEVEL [prefix] message`,
+// or with log_format = "json" as one object per line:
+// `{"ts":"2026-11-26T10:00:00.123Z","level":"info","component":"prefix","msg":"..."}`.
 // Each component builds a Logger with its own prefix, e.g.
 // `[flow primary->dr orders/3]`; librdkafka's log and error callbacks are
 // routed here by kafka/. Per-record events belong at trace.
@@ -21,6 +23,12 @@ enum class level { trace = 0, debug, info, warn, error, off };
 void set_log_level(level l) noexcept;
 [[nodiscard]] level log_level() noexcept;
 [[nodiscard]] bool parse_level(std::string_view s, level& out) noexcept;
+// Text lines (the default) or JSON objects, one per line.
+void set_log_json(bool json) noexcept;
+
+// s in double quotes with \" \\ \n \t \r and \u00XX escapes for other control
+// characters: a JSON string and a TOML basic string alike.
+[[nodiscard]] std::string quoted(std::string_view s);
 
 class Logger {
 public:

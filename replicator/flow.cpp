@@ -102,6 +102,7 @@ flow::flow(const conf::flow_config& cfg, flow_env env)
             m.rto_target.Add({{"flow", cfg_.name}})
                 .Set(static_cast<double>(cfg_.rto_target->count()) / 1000.0);
         m.up.Add({{"flow", cfg_.name}}).Set(0);
+        m.restarts.Add({{"flow", cfg_.name}});  // 0 until the first restart
         latency_histogram_ = &m.latency.Add({{"flow", cfg_.name}}, latency_buckets());
     }
 }

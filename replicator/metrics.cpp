@@ -1,5 +1,7 @@
 #include "replicator/metrics.h"
 
+#include "kafka/metric_series.h"
+
 #include <algorithm>
 
 namespace rpl::replicator {
@@ -96,6 +98,16 @@ mirror_metric_families make_mirror_metrics(prometheus::Registry& r) {
             .Help("Records not sent because their provenance header names the target cluster")
             .Register(r),
     };
+}
+
+void forget_flow(mirror_metric_families& m, const std::string& flow) {
+    for (auto* f : {&m.records, &m.bytes, &m.topics_created, &m.topics_deleted, &m.errors,
+                    &m.restarts, &m.heartbeats, &m.filtered})
+        remove_series(*f, "flow", flow);
+    for (auto* f : {&m.lag, &m.rpo, &m.rpo_target, &m.rto_target, &m.in_flight_records,
+                    &m.in_flight_bytes, &m.up})
+        remove_series(*f, "flow", flow);
+    remove_series(m.latency, "flow", flow);
 }
 
 }  // namespace rpl::replicator

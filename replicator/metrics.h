@@ -37,6 +37,8 @@ struct mirror_metric_families {
 
 // Registers the families; the app builds them once and every flow shares them.
 [[nodiscard]] mirror_metric_families make_mirror_metrics(prometheus::Registry& registry);
+// Drops every series of a flow that was removed (after it stopped).
+void forget_flow(mirror_metric_families& m, const std::string& flow);
 
 // The latency buckets, in seconds: 1 ms to 5 min.
 [[nodiscard]] const prometheus::Histogram::BucketBoundaries& latency_buckets();
