@@ -374,6 +374,11 @@ Result<void> flow_drill::take_t0() {
 // so its commits passing the T0 ends means the target holds everything
 // written before T0. The commit cadence (200 ms) makes this an upper bound.
 Result<void> flow_drill::wait_for_catch_up() {
+    if (at_risk_records_ == 0) {  // the target held everything already
+        caught_up_ = true;
+        catch_up_seconds_ = 0;
+        return ok();
+    }
     kafka::admin sadm(*source_admin_, 15s);
     const std::string group = "replicatord." + flow_.name;
     std::string behind;
@@ -859,8 +864,8 @@ std::string flow_drill::markdown() const {
           << fixed3(static_cast<double>(
                         std::max<int64_t>(0, checkpoints_read_ms_ - newest_checkpoint_ms_)) /
                     1000.0)
-          << " s old (checkpoint_interval " << conf::format_duration(flow_.checkpoint_interval)
-          << ").\n";
+          << " s old (every " << conf::format_duration(flow_.checkpoint_interval)
+          << ", a checkpoint is written for each group position that changed).\n";
     else
         o << "- No checkpoint of this flow found in " << kafka::mm2::checkpoints_topic(flow_.source)
           << " on " << flow_.target << ".\n";

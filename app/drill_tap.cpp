@@ -153,6 +153,8 @@ struct drill_report {
     std::uint64_t bytes = 0;
     double plan_seconds = 0;
     double restore_seconds = 0;
+    double verify_seconds = 0;
+    double cleanup_seconds = 0;
     std::uint64_t archive_records = 0;  // the whole archive, for the extrapolation
 
     bool sampled = false;
@@ -188,6 +190,14 @@ struct drill_report {
 };
 
 // ---- reading ------------------------------------------------------------
+
+// The drill's readers move from partition to partition (and, with
+// --sample, from offset to offset); a fetch long-polling an exhausted
+// partition delays the next assignment by fetch.wait.max.ms (500 ms by
+// default), so they poll briefly. The group is never joined.
+kafka::properties reader_props() {
+    return {{"fetch.wait.max.ms", "10"}, {"group.id", "replicatord-drill-reader"}};
+}
 
 // The next record of the partition assigned to rd at or after `from`;
 // nullopt when the partition's end is reached first. errc::timeout at `until`.
@@ -278,9 +288,9 @@ Result<void> verify_partition(kafka::reader& restored_rd, kafka::reader& source_
     RPL_TRY(swm, source_rd.query_watermarks(pc.topic, pc.partition, 15s));
     if (rwm.high <= rwm.low) return ok();
 
-    auto note = [&](int64_t offset, const std::string& what) {
+    auto note = [&](const std::string& topic, int64_t offset, const std::string& what) {
         if (rep.differences.size() < max_listed_differences)
-            rep.differences.push_back(pc.topic + "/" + std::to_string(pc.partition) + " offset " +
+            rep.differences.push_back(topic + "/" + std::to_string(pc.partition) + " offset " +
                                       std::to_string(offset) + ": " + what);
         else
             ++rep.more_differences;
@@ -292,7 +302,7 @@ Result<void> verify_partition(kafka::reader& restored_rd, kafka::reader& source_
             ++pc.equal;
         } else {
             ++pc.differ;
-            note(r.source_offset, d + " differ");
+            note(pc.topic, r.source_offset, d + " differ");
         }
     };
     auto track = [&](const record_view& r) {
@@ -317,8 +327,9 @@ Result<void> verify_partition(kafka::reader& restored_rd, kafka::reader& source_
             if (r.source_offset < 0) {
                 ++pc.checked;
                 ++pc.differ;
-                note(rm->offset(), std::string("restored record without a ") +
-                                       backup::source_offset_header + " header");
+                note(pc.target_topic, rm->offset(),
+                     std::string("restored record without a ") + backup::source_offset_header +
+                         " header");
                 continue;
             }
             track(r);
@@ -350,8 +361,9 @@ Result<void> verify_partition(kafka::reader& restored_rd, kafka::reader& source_
         if (r.source_offset < 0) {
             ++pc.checked;
             ++pc.differ;
-            note(rm->offset(), std::string("restored record without a ") +
-                                   backup::source_offset_header + " header");
+            note(pc.target_topic, rm->offset(),
+                 std::string("restored record without a ") + backup::source_offset_header +
+                     " header");
             continue;
         }
         track(r);
@@ -388,7 +400,7 @@ Result<void> measure_rpo(const conf::tap_config& tap, const kafka::endpoint& sou
                          const Logger& log, drill_report& rep) {
     RPL_TRY(md, kafka::probe(source, 15s, log));
     const conf::topic_policy policy(tap);
-    RPL_TRY(rd, kafka::reader::create(source, {}, log));
+    RPL_TRY(rd, kafka::reader::create(source, reader_props(), log));
     for (const auto& t : md.topics) {
         if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR || !policy.mirrored(t.name)) continue;
         for (const auto& pi : t.partitions) {
@@ -412,6 +424,12 @@ Result<void> measure_rpo(const conf::tap_config& tap, const kafka::endpoint& sou
                     pr.age_ms = std::max<int64_t>(0, rep.t0_ms - pr.first_missing_ts);
                 }
             }
+            if (pr.archive_end > wm.high)
+                rep.warnings.push_back(
+                    t.name + "/" + std::to_string(pi.id) + " ends at offset " +
+                    std::to_string(wm.high) + " on " + source.describe() +
+                    ", before the archive's end " + std::to_string(pr.archive_end) +
+                    ": the topic was recreated or truncated since it was archived");
             rep.rpo_ms = std::max(rep.rpo_ms, pr.age_ms);
             rep.rpo_records += pr.not_archived;
             rep.rpo.push_back(std::move(pr));
@@ -473,11 +491,11 @@ std::string markdown(const drill_report& r) {
     if (!r.error.empty()) o << "\nThe drill stopped early: " << r.error << "\n";
 
     o << "\n## Restore (RTO)\n\n";
-    o << "- Records: " << r.records << " (" << conf::format_size(r.bytes)
-      << " of keys, values and headers)\n";
+    o << "- Records: " << r.records << " (" << fixed(static_cast<double>(r.bytes) / 1e6, 1)
+      << " MB of keys, values and headers)\n";
     o << "- Time: " << fixed(r.rto_seconds()) << " s (plan " << fixed(r.plan_seconds)
-      << " s, restore " << fixed(r.restore_seconds) << " s), " << fixed(r.records_per_second(), 0)
-      << " records/s\n";
+      << " s, create topics and restore " << fixed(r.restore_seconds) << " s), "
+      << fixed(r.records_per_second(), 0) << " records/s\n";
     if (r.records_per_second() > 0)
         o << "- The whole archive (" << r.archive_records << " records) at this rate: about "
           << fixed(static_cast<double>(r.archive_records) / r.records_per_second(), 1) << " s\n";
@@ -508,7 +526,7 @@ std::string markdown(const drill_report& r) {
                     : std::string("every restored record"))
       << "; key, value, headers and timestamp compared with the source record at the offset in "
          "the `"
-      << backup::source_offset_header << "` header.\n\n";
+      << backup::source_offset_header << "` header; " << fixed(r.verify_seconds) << " s.\n\n";
     std::vector<std::vector<std::string>> ver = {{"TOPIC", "PARTITION", "PLANNED", "RESTORED",
                                                   "CHECKED", "EQUAL", "DIFFER", "GONE", "MISSING"}};
     for (const auto& c : r.checks)
@@ -542,7 +560,7 @@ std::string markdown(const drill_report& r) {
         else {
             o << "Deleted on " << r.scratch << ":";
             for (const auto& d : r.deleted) o << " `" << d << "`";
-            o << "\n";
+            o << " (" << fixed(r.cleanup_seconds) << " s)\n";
         }
     }
     for (const auto& e : r.cleanup_errors) o << "- NOT deleted: " << e << "\n";
@@ -592,6 +610,8 @@ std::string json(const drill_report& r) {
     o << ",\"restore\":{\"records\":" << r.records << ",\"bytes\":" << r.bytes
       << ",\"plan_seconds\":" << fixed(r.plan_seconds)
       << ",\"restore_seconds\":" << fixed(r.restore_seconds)
+      << ",\"verify_seconds\":" << fixed(r.verify_seconds)
+      << ",\"cleanup_seconds\":" << fixed(r.cleanup_seconds)
       << ",\"seconds\":" << fixed(r.rto_seconds())
       << ",\"records_per_second\":" << fixed(r.records_per_second(), 1)
       << ",\"archive_records\":" << r.archive_records << ",\"topics\":[";
@@ -715,9 +735,8 @@ Result<void> restore_and_verify(drill_context& d) {
                         scratch_ep.describe() +
                         ": a drill never writes into or deletes a topic it did not create. If "
                         "they are left from an earlier drill (--keep, or one that was killed), "
-                        "delete them (kafka-topics.sh --bootstrap-server " +
-                        d.scratch.bootstrap + " --delete --topic '" + drill_prefix +
-                        ".*') and run the drill again");
+                        "delete each (kafka-topics.sh --bootstrap-server " +
+                        d.scratch.bootstrap + " --delete --topic NAME) and run the drill again");
     }
     for (const auto& t : in_window) {
         const std::string dt = drill_prefix + t;
@@ -756,15 +775,33 @@ Result<void> restore_and_verify(drill_context& d) {
     const auto plan_start = clock_type::now();
     RPL_TRY(plan, backup::plan_restore(rc, *store, d.log));
     rep.plan_seconds = seconds_since(plan_start);
-    for (const auto& tp : plan.topics) d.created.push_back(tp.target_topic);
     if (!plan.damaged.empty())
         return fail(errc::corrupt,
                     "the window holds damaged archive data: " + plan.damaged.front().describe() +
                         " (replicatorctl backup verify --deep names all)");
 
+    // The drill creates its topics itself, before the restore (which then
+    // finds them in place): creation is atomic, so a drill topic another
+    // drill created in the meantime is refused here, never written into or
+    // deleted by this one.
+    const auto run_start = clock_type::now();
+    {
+        RPL_TRY(client, kafka::Client::create(kafka::client_kind::producer, scratch_ep, {}, d.log));
+        const kafka::admin adm(client, 30s);
+        const int rf = std::max(1, std::min(3, static_cast<int>(md.brokers.size())));
+        for (const auto& tp : plan.topics) {
+            auto r = adm.create_topic(tp.target_topic, tp.target_partitions, rf, tp.configs);
+            if (!r && r.error().code == errc::conflict)
+                return fail(errc::conflict, "topic " + tp.target_topic + " appeared on " +
+                                                scratch_ep.describe() +
+                                                " while the drill started (another drill?); "
+                                                "refusing to write into it");
+            if (!r) return r.error();
+            d.created.push_back(tp.target_topic);
+        }
+    }
     backup::restore_options ro;
     ro.stop = &stop_requested;
-    const auto run_start = clock_type::now();
     RPL_TRY(res, backup::run_restore(rc, *store, plan, ro, d.log));
     rep.restore_seconds = seconds_since(run_start);
     if (stop_requested.load())
@@ -773,8 +810,9 @@ Result<void> restore_and_verify(drill_context& d) {
     rep.bytes = res.bytes;
 
     // Verification against the source, partition by partition.
-    RPL_TRY(restored_rd, kafka::reader::create(scratch_ep, {}, d.log));
-    RPL_TRY(source_rd, kafka::reader::create(source_ep, {}, d.log));
+    const auto verify_start = clock_type::now();
+    RPL_TRY(restored_rd, kafka::reader::create(scratch_ep, reader_props(), d.log));
+    RPL_TRY(source_rd, kafka::reader::create(source_ep, reader_props(), d.log));
     for (const auto& tp : plan.topics) {
         for (const auto& pp : tp.partitions) {
             if (pp.records == 0) continue;
@@ -783,11 +821,16 @@ Result<void> restore_and_verify(drill_context& d) {
             pc.target_topic = tp.target_topic;
             pc.partition = pp.partition;
             pc.planned = pp.records;
+            const auto t = clock_type::now();
             RPL_TRY(verify_partition(restored_rd, source_rd, scratch_ep, source_ep, d.args.sample,
                                      until, pc, rep));
+            d.log.debug("verified " + tp.topic + "/" + std::to_string(pp.partition) + ": " +
+                        std::to_string(pc.checked) + " records in " + fixed(seconds_since(t)) +
+                        " s");
             rep.checks.push_back(std::move(pc));
         }
     }
+    rep.verify_seconds = seconds_since(verify_start);
     return ok();
 }
 
@@ -799,6 +842,7 @@ void clean_up(drill_context& d) {
         return;
     }
     if (d.created.empty()) return;
+    const auto start = clock_type::now();
     auto client =
         kafka::Client::create(kafka::client_kind::producer, endpoint_of(d.scratch), {}, d.log);
     if (!client) {
@@ -819,6 +863,7 @@ void clean_up(drill_context& d) {
             continue;
         rep.cleanup_errors.push_back(t + ": " + r.error().message);
     }
+    rep.cleanup_seconds = seconds_since(start);
 }
 
 }  // namespace
