@@ -299,7 +299,11 @@ int ctl_status(int argc, char** argv) {
             const std::string v = value();
             char* end = nullptr;
             const long long n = std::strtoll(v.c_str(), &end, 10);
-            if (v.empty() || *end != '\0' || n < 0) bad(s + " expects a number, got '" + v + "'");
+            if (v.empty() || *end != '\0' || n < 0) {
+                std::string msg = s;
+                msg += " expects a number, got '" + v + "'";
+                bad(msg);
+            }
             return n;
         };
         if (s == "--admin")

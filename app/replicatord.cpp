@@ -16,7 +16,8 @@
 
 namespace {
 
-constexpr const char* usage = R"(usage: replicatord --config FILE [--check [--offline]] [--log-level LEVEL]
+constexpr const char* usage =
+    R"(usage: replicatord --config FILE [--check [--offline]] [--log-level LEVEL]
 
   --config FILE      flows, pairs and taps to run (TOML; see conf/examples/)
   --check            validate FILE, connect to each cluster, print the plan, exit
