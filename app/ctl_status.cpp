@@ -130,12 +130,16 @@ std::string paint(const std::string& s, shade c, bool colour) {
 
 std::string seconds_text(double s) {
     std::ostringstream o;
+    const auto whole = static_cast<long long>(s);
     if (s < 10)
         o << std::fixed << std::setprecision(1) << s << "s";
-    else if (s < 3600)
-        o << static_cast<long long>(s) << "s";
+    else if (s < 120)
+        o << whole << "s";
+    else if (s < 7200)
+        o << whole / 60 << "m" << (whole % 60 != 0 ? std::to_string(whole % 60) + "s" : "");
     else
-        o << std::fixed << std::setprecision(1) << s / 3600 << "h";
+        o << whole / 3600 << "h"
+          << (whole % 3600 / 60 != 0 ? std::to_string(whole % 3600 / 60) + "m" : "");
     return o.str();
 }
 
