@@ -23,6 +23,8 @@
 // or a record differs or is missing; 2 bad arguments (unknown scratch
 // cluster, scratch = source); 4 refused (a drill.* topic exists); 3 store or
 // cluster unreachable; 1 anything else.
+// --timeout bounds the drill's reads (RPO measurement and verification),
+// counted from the start; the restore itself has no deadline.
 // Thread model: one thread; SIGINT/SIGTERM stop the restore and the
 // verification early and still clean up.
 #include "app/drill.h"
@@ -125,9 +127,11 @@ struct partition_check {
 
 struct target_result {
     std::optional<conf::duration> target;
+    bool measured = false;  // false when the drill stopped before measuring it
     int64_t measured_ms = 0;
     [[nodiscard]] bool met() const { return !target || measured_ms <= target->count(); }
     [[nodiscard]] std::string verdict() const {
+        if (!measured) return "not measured";
         if (!target) return "no target";
         return met() ? "pass" : "FAIL";
     }
@@ -166,6 +170,7 @@ struct drill_report {
     target_result rpo_target;
     target_result rto_target;
 
+    std::vector<std::string> created;  // drill topics this run created (and so may delete)
     bool kept = false;
     std::vector<std::string> deleted;
     std::vector<std::string> cleanup_errors;
@@ -478,17 +483,19 @@ std::string markdown(const drill_report& r) {
     o << "## Targets\n\n";
     o << md_table({{"MEASURE", "MEASURED", "TARGET", "RESULT"},
                    {"RPO (archive behind the source at T0)",
-                    fixed(static_cast<double>(r.rpo_ms) / 1000.0) + " s, " +
-                        std::to_string(r.rpo_records) + " records",
+                    r.rpo_target.measured ? fixed(static_cast<double>(r.rpo_ms) / 1000.0) + " s, " +
+                                                std::to_string(r.rpo_records) + " records"
+                                          : "-",
                     target_text(r.rpo_target), r.rpo_target.verdict()},
                    {"RTO (restore of the window)",
-                    fixed(r.rto_seconds()) + " s, " + std::to_string(r.records) + " records",
+                    r.rto_target.measured
+                        ? fixed(r.rto_seconds()) + " s, " + std::to_string(r.records) + " records"
+                        : "-",
                     target_text(r.rto_target), r.rto_target.verdict()}});
     if (!r.failures.empty()) {
         o << "\n";
         for (const auto& f : r.failures) o << "- FAIL: " << f << "\n";
     }
-    if (!r.error.empty()) o << "\nThe drill stopped early: " << r.error << "\n";
 
     o << "\n## Restore (RTO)\n\n";
     o << "- Records: " << r.records << " (" << fixed(static_cast<double>(r.bytes) / 1e6, 1)
@@ -552,7 +559,7 @@ std::string markdown(const drill_report& r) {
     o << "\n## Cleanup\n\n";
     if (r.kept) {
         o << "Kept (--keep):";
-        for (const auto& [t, d] : r.topics) o << " `" << d << "`";
+        for (const auto& t : r.created) o << " `" << t << "`";
         o << " on " << r.scratch << ". Delete them before the next drill.\n";
     } else {
         if (r.deleted.empty())
@@ -575,8 +582,8 @@ std::string markdown(const drill_report& r) {
 std::string json_target(const target_result& t) {
     std::ostringstream o;
     o << "{\"target_ms\":" << (t.target ? std::to_string(t.target->count()) : "null")
-      << ",\"measured_ms\":" << t.measured_ms << ",\"result\":" << conf::quoted_string(t.verdict())
-      << "}";
+      << ",\"measured_ms\":" << (t.measured ? std::to_string(t.measured_ms) : "null")
+      << ",\"result\":" << conf::quoted_string(t.verdict()) << "}";
     return o.str();
 }
 
@@ -672,7 +679,6 @@ struct drill_context {
     const conf::cluster_config& scratch;
     Logger log;
     drill_report rep;
-    std::vector<std::string> created;  // drill topics this run may have created
 };
 
 // Everything up to the verification; errors stop the drill (cleanup still
@@ -694,6 +700,8 @@ Result<void> restore_and_verify(drill_context& d) {
     // RPO at T0, right after the listing, so the source ends are not older
     // than the archive's.
     RPL_TRY(measure_rpo(d.tap, source_ep, cat, until, d.log, rep));
+    rep.rpo_target.measured = true;
+    rep.rpo_target.measured_ms = rep.rpo_ms;
 
     // The window: the last `window` of the archive, by record timestamps.
     const conf::topic_policy policy(d.tap);
@@ -797,7 +805,7 @@ Result<void> restore_and_verify(drill_context& d) {
                                                 " while the drill started (another drill?); "
                                                 "refusing to write into it");
             if (!r) return r.error();
-            d.created.push_back(tp.target_topic);
+            d.rep.created.push_back(tp.target_topic);
         }
     }
     backup::restore_options ro;
@@ -808,6 +816,8 @@ Result<void> restore_and_verify(drill_context& d) {
         return fail(errc::cancelled, "stopped by a signal during the restore");
     rep.records = res.records;
     rep.bytes = res.bytes;
+    rep.rto_target.measured = true;
+    rep.rto_target.measured_ms = static_cast<int64_t>(rep.rto_seconds() * 1000.0);
 
     // Verification against the source, partition by partition.
     const auto verify_start = clock_type::now();
@@ -841,17 +851,17 @@ void clean_up(drill_context& d) {
         rep.kept = true;
         return;
     }
-    if (d.created.empty()) return;
+    if (d.rep.created.empty()) return;
     const auto start = clock_type::now();
     auto client =
         kafka::Client::create(kafka::client_kind::producer, endpoint_of(d.scratch), {}, d.log);
     if (!client) {
-        for (const auto& t : d.created)
+        for (const auto& t : d.rep.created)
             rep.cleanup_errors.push_back(t + ": " + client.error().message);
         return;
     }
     const kafka::admin adm(client.value(), 30s);
-    for (const auto& t : d.created) {
+    for (const auto& t : d.rep.created) {
         auto r = adm.delete_topic(t);
         if (r) {
             rep.deleted.push_back(t);
@@ -903,7 +913,7 @@ int run_tap_drill(const conf::Config& cfg, const conf::tap_config& tap, const dr
         return exit_invalid_config;
     }
 
-    drill_context d{cfg, tap, args, *source, *scratch, Logger("drill tap " + tap.name), {}, {}};
+    drill_context d{cfg, tap, args, *source, *scratch, Logger("drill tap " + tap.name), {}};
     auto& rep = d.rep;
     rep.tap = tap.name;
     rep.backup = tap.name;
@@ -925,26 +935,18 @@ int run_tap_drill(const conf::Config& cfg, const conf::tap_config& tap, const dr
     std::signal(SIGINT, old_int);
     std::signal(SIGTERM, old_term);
 
+    // Verdicts. A drill that stopped early reports what it measured and
+    // cleaned up, fails, and exits with its error's code.
     if (!done) {
-        // The drill did not get to a verdict: say why, what was cleaned up,
-        // and exit with the error's code.
-        std::cerr << me << done.error().message << "\n";
-        for (const auto& t : rep.deleted) std::cerr << me << "deleted " << t << "\n";
-        for (const auto& e : rep.cleanup_errors) std::cerr << me << "NOT deleted: " << e << "\n";
-        if (rep.kept)
-            for (const auto& t : d.created) std::cerr << me << "kept " << t << " (--keep)\n";
-        return exit_for(done.error());
+        rep.error = done.error().message;
+        rep.failures.push_back("the drill stopped early: " + rep.error);
     }
-
-    // Verdicts.
-    rep.rpo_target.measured_ms = rep.rpo_ms;
-    rep.rto_target.measured_ms = static_cast<int64_t>(rep.rto_seconds() * 1000.0);
-    if (!rep.rpo_target.met())
+    if (rep.rpo_target.measured && !rep.rpo_target.met())
         rep.failures.push_back("rpo_target " + conf::format_duration(*tap.rpo_target) +
                                " missed: the archive was " +
                                fixed(static_cast<double>(rep.rpo_ms) / 1000.0) + " s (" +
                                std::to_string(rep.rpo_records) + " records) behind the source");
-    if (!rep.rto_target.met())
+    if (rep.rto_target.measured && !rep.rto_target.met())
         rep.failures.push_back("rto_target " + conf::format_duration(*tap.rto_target) +
                                " missed: restoring the window took " + fixed(rep.rto_seconds()) +
                                " s");
@@ -961,7 +963,7 @@ int run_tap_drill(const conf::Config& cfg, const conf::tap_config& tap, const dr
     const std::string md = markdown(rep);
     std::cout << (args.json ? json(rep) : md);
     std::cout.flush();
-    int code = rep.failures.empty() ? exit_ok : exit_drill_failed;
+    int code = !done ? exit_for(done.error()) : rep.failures.empty() ? exit_ok : exit_drill_failed;
     if (!args.report_path.empty()) {
         std::ofstream f(args.report_path, std::ios::binary | std::ios::trunc);
         f << md;
@@ -972,6 +974,8 @@ int run_tap_drill(const conf::Config& cfg, const conf::tap_config& tap, const dr
         }
     }
     for (const auto& f : rep.failures) std::cerr << me << "FAIL: " << f << "\n";
+    if (rep.kept)
+        for (const auto& t : d.rep.created) std::cerr << me << "kept " << t << " (--keep)\n";
     if (!rep.cleanup_errors.empty()) {
         for (const auto& e : rep.cleanup_errors) std::cerr << me << "NOT deleted: " << e << "\n";
         if (code == exit_ok) code = exit_failure;

@@ -239,4 +239,39 @@ TEST_CASE("tap drill restores the archive's last window into dr, verifies it, an
 
     daemon.signal(SIGTERM);
     CHECK(daemon.wait(30s).has_value());
+
+    // 6. The verification reads content: the source topic recreated with
+    //    other values at the same offsets makes every restored record differ.
+    {
+        delete_topic(b.primary, topic);
+        REQUIRE_EVENTUALLY(30s, !topic_listed(b.primary, topic));
+        REQUIRE_EVENTUALLY(30s, [&] {
+            try {
+                create_topic(b.primary, topic, partitions);
+                return true;
+            } catch (const std::exception&) {
+                return false;  // still being deleted
+            }
+        }());
+        {
+            producer p(b.primary);
+            for (int i = 0; i < count; ++i) {
+                record r;
+                r.partition = i % partitions;
+                r.key = "k-" + std::to_string(i);
+                r.value = "recreated-" + std::to_string(i);
+                r.timestamp = now_ms();
+                p.produce(topic, r);
+            }
+            p.flush();
+        }
+        const auto r = drill({"--json"}, cfg);
+        INFO(show(r));
+        CHECK(r.exit_code == 5);
+        CHECK(json_number(r.out, "verification", "checked") == count);
+        CHECK(json_number(r.out, "verification", "differ") == count);
+        CHECK(json_number(r.out, "verification", "equal") == 0);
+        CHECK(has(r.err, std::to_string(count) + " restored record(s) differ from the source"));
+        REQUIRE_EVENTUALLY(30s, !topic_listed(b.dr, drill_topic));
+    }
 }
