@@ -42,7 +42,8 @@ constexpr const char* drill_usage = R"(usage:
   Both compare with the config's rpo_target and rto_target and print a
   Markdown report (or JSON with --json); --report FILE.md also writes the
   Markdown to FILE. --keep leaves the drill.* groups or topics in place.
-  --timeout bounds every wait (default 5m). Durations: 30s, 10m, 1h, 1h30m.
+  --timeout bounds the waits of each step (default 5m). Durations: 30s, 10m,
+  1h, 1h30m.
 
 exit codes: 0 every target met and every check passed, 1 failure, 2 bad
   arguments or config, 3 a cluster unreachable, 5 a target missed or a check

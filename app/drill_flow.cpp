@@ -17,9 +17,10 @@
 //               by content, the source record the group would read next
 //
 // Invariants: commits go only to groups named drill.<group>, never to the
-// group itself; the drill groups are deleted afterwards unless --keep; every
-// wait is bounded by --timeout. Thread model: the caller's thread, plus one
-// thread per group while the RTO consumers read their first record.
+// group itself; the drill groups are deleted afterwards unless --keep; the
+// waits of each step are bounded by --timeout. Thread model: the caller's
+// thread, plus one thread per group while the RTO consumers read their first
+// record.
 #include "app/drill.h"
 #include "app/plan.h"
 #include "checkpoint/checkpointer.h"
@@ -184,7 +185,6 @@ struct partition_t0 {
     int64_t low = 0;
     int64_t end = 0;              // at T0
     int64_t flow_committed = -1;  // the flow's commit just before T0
-    int64_t oldest_unreplicated_ms = -1;
     [[nodiscard]] int64_t replicated() const { return std::max(flow_committed, low); }
     [[nodiscard]] int64_t behind() const { return std::max<int64_t>(0, end - replicated()); }
 };
@@ -232,6 +232,7 @@ private:
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - steady::now());
         return std::max<std::chrono::milliseconds>(left, 1s);
     }
+    void next_step() { deadline_ = steady::now() + args_.timeout; }
     Result<void> take_t0();
     Result<void> wait_for_catch_up();
     Result<void> measure_rto();
@@ -244,7 +245,9 @@ private:
     const conf::topic_policy policy_;
     const kafka::endpoint source_;
     const kafka::endpoint target_;
-    const steady::time_point deadline_;
+    // Each step (T0, catch-up, RTO, exact resume) gets --timeout of its
+    // own, so a flow that never catches up still gets its other results.
+    steady::time_point deadline_;
     const Logger log_;
     std::optional<kafka::Client> source_admin_;
     std::optional<kafka::Client> target_admin_;
@@ -284,8 +287,11 @@ Result<void> flow_drill::run() {
                                       log_));
     target_admin_.emplace(std::move(ta));
     RPL_TRY(take_t0());
+    next_step();
     RPL_TRY(wait_for_catch_up());
+    next_step();
     RPL_TRY(measure_rto());
+    next_step();
     RPL_TRY(check_exact());
     judge_all();
     return ok();
@@ -306,10 +312,12 @@ Result<void> flow_drill::take_t0() {
     std::sort(parts_.begin(), parts_.end(), [](const auto& a, const auto& b) {
         return tp_key(a.topic, a.partition) < tp_key(b.topic, b.partition);
     });
-    if (parts_.empty())
+    if (parts_.empty()) {
+        std::string patterns;
+        for (const auto& t : flow_.topics) patterns += (patterns.empty() ? "" : ", ") + t;
         return fail(errc::not_found, "flow " + flow_.name + " mirrors no topic on " +
-                                         source_.describe() + " (topics " +
-                                         std::to_string(flow_.topics.size()) + " pattern(s))");
+                                         source_.describe() + " (topics: " + patterns + ")");
+    }
     std::set<std::string> mirrored;
     for (const auto& p : parts_) mirrored.insert(p.topic);
 
@@ -358,7 +366,6 @@ Result<void> flow_drill::take_t0() {
         at_risk_records_ += p.behind();
         RPL_TRY(first, first_at(rd, p.topic, p.partition, p.replicated(), deadline_));
         if (!first) continue;  // markers only
-        p.oldest_unreplicated_ms = first->timestamp;
         if (oldest < 0 || first->timestamp < oldest) oldest = first->timestamp;
     }
     if (oldest >= 0)
@@ -650,24 +657,31 @@ Result<void> flow_drill::check_exact() {
                 else
                     pc.detail = "at the end: nothing to consume on either side";
             } else {
-                RPL_TRY(want,
-                        first_at(src, pc.source_topic, pc.partition, pc.committed, deadline_));
-                RPL_TRY(have,
-                        first_at(dst, pc.target_topic, pc.partition, pc.translated, deadline_));
+                // A read that fails is this partition's result, not the drill's.
+                auto want = first_at(src, pc.source_topic, pc.partition, pc.committed, deadline_);
+                auto have =
+                    want ? first_at(dst, pc.target_topic, pc.partition, pc.translated, deadline_)
+                         : Result<std::optional<content>>(std::optional<content>{});
                 if (!want)
-                    why = "no source record at or after the commit (retention?)";
+                    why = "could not read the source record: " + want.error().message;
                 else if (!have)
+                    why = "could not read the target record: " + have.error().message;
+                else if (!want.value())
+                    why = "no source record at or after the commit (retention?)";
+                else if (!have.value())
                     why = "no target record at the translated position";
-                else if (const auto d = difference(*want, *have); !d.empty())
+                else if (const auto d = difference(*want.value(), *have.value()); !d.empty())
                     why = "target record differs in " + d + " (source offset " +
-                          std::to_string(want->offset) + ", target offset " +
-                          std::to_string(have->offset) + ")";
-                else if (have->offset != pc.translated)
+                          std::to_string(want.value()->offset) + ", target offset " +
+                          std::to_string(have.value()->offset) + ")";
+                else if (have.value()->offset != pc.translated)
                     why = "the translated position " + std::to_string(pc.translated) +
-                          " holds no record; the next is at " + std::to_string(have->offset);
+                          " holds no record; the next is at " +
+                          std::to_string(have.value()->offset);
                 else
-                    pc.detail = "same record: source offset " + std::to_string(want->offset) +
-                                " = target offset " + std::to_string(have->offset);
+                    pc.detail = "same record: source offset " +
+                                std::to_string(want.value()->offset) + " = target offset " +
+                                std::to_string(have.value()->offset);
             }
             if (why.empty() && pc.checkpoint_upstream < 0) why = "no checkpoint";
             if (why.empty() && pc.checkpoint_upstream == pc.committed &&
@@ -712,19 +726,7 @@ void flow_drill::judge_all() {
     }
 }
 
-// The drill groups go away unless --keep. kafka::admin gains group deletion
-// (DeleteGroups) separately; until a build has it, the groups are left and
-// the report says so.
-template <class Admin>
-Result<bool> delete_group_if_supported(const Admin& adm, const std::string& group) {
-    if constexpr (requires { adm.delete_group(group); }) {
-        RPL_TRY(adm.delete_group(group));
-        return true;
-    } else {
-        return false;
-    }
-}
-
+// The drill groups go away unless --keep.
 void flow_drill::clean_up() {
     if (drill_groups_made_.empty()) return;
     if (args_.keep) {
@@ -735,23 +737,12 @@ void flow_drill::clean_up() {
     }
     kafka::admin tadm(*target_admin_, 15s);
     std::string left;
-    bool unsupported = false;
     for (const auto& g : drill_groups_made_) {
-        auto r = delete_group_if_supported(tadm, g);
-        if (!r) {
-            if (r.error().code == errc::not_found) continue;
+        auto r = tadm.delete_group(g);
+        if (!r && r.error().code != errc::not_found)
             left += (left.empty() ? "" : "; ") + g + ": " + r.error().message;
-        } else if (!r.value()) {
-            unsupported = true;
-            left += (left.empty() ? "" : ", ") + g;
-        }
     }
-    if (left.empty())
-        drill_groups_state_ = "deleted";
-    else if (unsupported)
-        drill_groups_state_ = "left in place (this build cannot delete groups): " + left;
-    else
-        drill_groups_state_ = "not all deleted: " + left;
+    drill_groups_state_ = left.empty() ? "deleted" : "not all deleted: " + left;
     if (!left.empty()) log_.warn("drill groups " + drill_groups_state_);
 }
 

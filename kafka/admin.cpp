@@ -272,4 +272,29 @@ Result<void> admin::alter_group_offsets(const std::string& group,
     return ok();
 }
 
+Result<void> admin::delete_group(const std::string& group) const {
+    queue_ptr q(rd_kafka_queue_new(c_->get()));
+    auto opts = make_options(*c_, RD_KAFKA_ADMIN_OP_DELETEGROUPS, deadline_);
+    std::unique_ptr<rd_kafka_DeleteGroup_t, decltype(&rd_kafka_DeleteGroup_destroy)> req(
+        rd_kafka_DeleteGroup_new(group.c_str()), &rd_kafka_DeleteGroup_destroy);
+    rd_kafka_DeleteGroup_t* arr[] = {req.get()};
+    rd_kafka_DeleteGroups(c_->get(), arr, 1, opts.get(), q.get());
+    RPL_TRY(ev, wait_result(*c_, q.get(), deadline_, "delete group " + group));
+    size_t n = 0;
+    const auto* rs =
+        rd_kafka_DeleteGroups_result_groups(rd_kafka_event_DeleteGroups_result(ev.get()), &n);
+    for (size_t i = 0; i < n; ++i) {
+        const rd_kafka_error_t* e = rd_kafka_group_result_error(rs[i]);
+        if (e == nullptr) continue;
+        Error err = kafka_error(rd_kafka_error_code(e),
+                                "delete group " + group + " on " + c_->where().describe());
+        if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND)
+            err.code = errc::not_found;
+        else if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_NON_EMPTY_GROUP)
+            err.code = errc::conflict;
+        return boost::outcome_v2::failure(std::move(err));
+    }
+    return ok();
+}
+
 }  // namespace rpl::kafka

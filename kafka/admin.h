@@ -56,6 +56,10 @@ public:
     [[nodiscard]] Result<partition_list> list_group_offsets(const std::string& group) const;
     [[nodiscard]] Result<void> alter_group_offsets(const std::string& group,
                                                    const partition_list& offsets) const;
+    // Deletes a group that has no members (its committed offsets go with
+    // it). errc::not_found if there is no such group; errc::conflict if it
+    // still has members.
+    [[nodiscard]] Result<void> delete_group(const std::string& group) const;
 
 private:
     const Client* c_;
