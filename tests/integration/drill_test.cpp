@@ -684,8 +684,9 @@ TEST_SUITE("drill") {
         // compresses to ~2/3), so replication falls behind by a couple of
         // thousand records a second and the RPO metric grows:
         // the disaster loses records, and the bound below is exercised. The
-        // applications read 1,500 records/s each, behind replication, so
-        // their positions are on dr and they have records to resume with.
+        // applications read 1,000 records/s each, slower than replication,
+        // so once replication has passed them their positions stay on dr and
+        // they have records to resume with.
         const auto& b = testbed();
         const std::string client_id = unique("drillflow-slow-link");
         slow_link link(client_id, 1'500'000);
@@ -693,11 +694,38 @@ TEST_SUITE("drill") {
         load producer(s.topic, "disaster", bed_flow::partitions, 5000);
         std::vector<std::unique_ptr<app_group>> apps;
         for (int i = 0; i < 3; ++i)
-            apps.push_back(std::make_unique<app_group>(s.group(i), s.topic, 1500));
+            apps.push_back(std::make_unique<app_group>(s.group(i), s.topic, 1000));
         s.start_daemon();
         REQUIRE_EVENTUALLY(60s, end_offsets(b.dr, s.target_topic) > 20'000);
+        // The applications started first; wait until replication (the
+        // flow's own commits on primary) has passed every group's commit.
+        // Before that, a checkpoint of a commit beyond what reached dr names
+        // dr's end at that moment, and a group failing over from it would
+        // re-read records, which is right but not what this test measures.
+        REQUIRE_EVENTUALLY(60s, [&] {
+            const auto flow_at = committed_offsets(b.primary, "replicatord." + s.flow, s.topic,
+                                                   bed_flow::partitions);
+            for (int i = 0; i < 3; ++i)
+                for (const auto& [p, o] :
+                     committed_offsets(b.primary, s.group(i), s.topic, bed_flow::partitions))
+                    if (o < 0 || !flow_at.count(p) || flow_at.at(p) <= o) return false;
+            return true;
+        }());
+        // ... and until a checkpoint pass has run since (the flow's
+        // checkpoint_interval is 1 s; /status gives the last pass's age).
         s.wait_for_checkpoints(3);
         REQUIRE_EVENTUALLY(20s, s.daemon->admin_port() > 0);
+        const auto passed_at = std::chrono::steady_clock::now();
+        REQUIRE_EVENTUALLY(20s, [&] {
+            command_result st;
+            st.out = http_get(s.daemon->admin_port(), "/status");
+            const json doc = parse_json(st);
+            const json& cp = doc.at("flows").a.at(0).at("checkpoints");
+            const double since =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - passed_at).count();
+            return cp.at("last_pass_age_seconds").kind == json::number_v &&
+                   cp.num("last_pass_age_seconds") + 0.2 < since;
+        }());
 
         // The applications die with the region; their last commits stand.
         for (auto& a : apps) a->stop();
