@@ -507,14 +507,7 @@ void flow::on_delivery(const kafka::delivery& d) {
             // Records skipped after this one (provenance) are done too.
             if (ps->in_flight == 0) ps->acked_next = std::max(ps->acked_next, ps->read_next);
         }
-        if (env_.offsets != nullptr) {
-            if (auto r = env_.offsets->record(cfg_.name, ps->topic->name, m.partition(),
-                                              ps->topic->target, m.offset(), d.offset);
-                !r) {
-                count_error("offset_runs");
-                log_.warn(r.error().message);
-            }
-        }
+        if (env_.offsets != nullptr) record_run(*ps, m.offset(), d.offset);
         ++ps->topic->unreported_records;
         ps->topic->unreported_bytes += static_cast<int64_t>(m.value_size() + m.key_size());
         if (env_.metrics != nullptr) {
@@ -743,6 +736,34 @@ Result<void> flow::discover() {
         }
     }
     return ok();
+}
+
+void flow::record_run(partition_state& ps, int64_t src, int64_t dst) {
+    auto r =
+        env_.offsets->record(cfg_.name, ps.topic->name, ps.partition, ps.topic->target, src, dst);
+    if (r) return;
+    if (r.error().code == errc::conflict) {
+        // The target partition holds less than the known runs describe: it
+        // was deleted and created again, or state_dir outlived the cluster
+        // it indexed. Those runs point at records that no longer exist and
+        // would translate commits past the partition's end: drop them (with
+        // tombstones in the runs topic) and start the partition's runs again.
+        auto dropped = env_.offsets->forget(cfg_.name, ps.topic->name, ps.partition);
+        if (dropped) {
+            if (runs_ && !dropped.value().empty()) {
+                if (auto t = runs_->retract(dropped.value()); !t)
+                    log_.warn("retracting stale runs: " + t.error().message);
+            }
+            log_.warn(r.error().message + "; dropped " + std::to_string(dropped.value().size()) +
+                      " stale run(s) of " + ps.topic->name + "/" + std::to_string(ps.partition) +
+                      " and indexing it afresh");
+            r = env_.offsets->record(cfg_.name, ps.topic->name, ps.partition, ps.topic->target, src,
+                                     dst);
+            if (r) return;
+        }
+    }
+    count_error("offset_runs");
+    log_.warn(r.error().message);
 }
 
 void flow::prune_runs() {

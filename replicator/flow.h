@@ -93,6 +93,9 @@ private:
     [[nodiscard]] Result<void> sync_configs(topic_state& t);
     void heartbeat();
     void prune_runs();
+    // One delivery into the offset runs; stale runs (target partition
+    // recreated) are dropped and the partition indexed afresh.
+    void record_run(partition_state& ps, int64_t src, int64_t dst);
     void handle(kafka::message& m);
     void on_delivery(const kafka::delivery& d);
     void on_assign(const kafka::partition_list& parts);

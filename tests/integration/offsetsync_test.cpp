@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -206,4 +207,74 @@ TEST_CASE("corrupt_records_in_the_runs_topic_are_skipped_and_the_rest_applied") 
     CHECK(stats.value().conflicts == 1);
     CHECK(s->runs(flow, "t", 0) == std::vector<rpl::offsetsync::run>{{0, 0, 10}, {20, 10, 5}});
     delete_topic(testbed().dr, topic);
+}
+
+TEST_CASE(
+    "an_index_that_outlived_its_target_partition_is_dropped_and_translations_follow_the_new_one") {
+    // state_dir kept from an earlier life of the clusters (a wiped test bed,
+    // a DR cluster rebuilt from scratch): its runs say source i sits at
+    // target 5000 + i, but the target partition the flow now writes is new
+    // and starts at 0. The flow must drop those runs (and retract them from
+    // the runs topic) rather than translate commits past the partition's end.
+    const auto& b = testbed();
+    scratch_dir state;
+    const std::string flow = unique("stale-flow");
+    const std::string topic = unique("stale");
+    {
+        auto s = open_store(state.path);
+        for (int64_t i = 0; i < 1000; ++i)
+            REQUIRE(s->record(flow, topic, 0, "primary." + topic, i, 5000 + i).has_value());
+        REQUIRE(s->flush(flow).has_value());
+    }
+    create_topic(b.primary, topic, 1);
+    {
+        producer p(b.primary);
+        for (int i = 0; i < 300; ++i) {
+            record r;
+            r.partition = 0;
+            r.value = "fresh-" + std::to_string(i);
+            p.produce(topic, r);
+        }
+        p.flush();
+    }
+    const std::string cfg =
+        "[daemon]\nstate_dir = \"" + state.path.string() +
+        "\"\nadmin_listen = \"127.0.0.1:0\"\n\n[clusters.primary]\nbootstrap = \"" + b.primary +
+        "\"\n\n[clusters.dr]\nbootstrap = \"" + b.dr + "\"\n\n[[flow]]\nname = \"" + flow +
+        "\"\nsource = \"primary\"\ntarget = \"dr\"\ntopics = [\"" + topic +
+        "\"]\ncheckpoint_interval = \"1s\"\nheartbeats = false\n"
+        "sync_group_offsets = false\n";
+    const std::string path = write_file(unique("stale") + ".toml", cfg);
+    daemon_process d(path, temp_dir() + "/" + unique("stale") + ".log");
+    REQUIRE_EVENTUALLY(30s, kcat_partitions(b.dr, "primary." + topic) == 1 &&
+                                kcat_read(b.dr, "primary." + topic).size() == 300);
+
+    // A group commits 120 on primary (kcat, an independent client).
+    const auto consumed =
+        rpl::test::run({"kcat", "-C", "-b", b.primary, "-G", unique("stale-group"), topic, "-c",
+                        "120", "-q", "-f", "%o\n", "-X", "auto.offset.reset=earliest"},
+                       60s);
+    REQUIRE(consumed.exit_code == 0);
+    INFO(d.log());
+    CHECK(occurrences(d.log(), "stale run(s) of " + topic + "/0") == 1);
+
+    // The published runs, read back on a fresh host: source i is target i.
+    scratch_dir fresh;
+    auto rebuilt = open_store(fresh.path);
+    REQUIRE_EVENTUALLY(30s, [&] {
+        auto r = catch_up(dr_endpoint(), *rebuilt, std::chrono::seconds(30), rpl::Logger("test"));
+        REQUIRE(r.has_value());
+        auto t = rebuilt->translate(flow, topic, 0, 120);
+        return t.has_value() && t.value().target_offset == 120;
+    }());
+    const auto runs = rebuilt->runs(flow, topic, 0);
+    REQUIRE_FALSE(runs.empty());
+    CHECK(runs.front().dst_start == 0);  // nothing left of the 5000.. runs
+    auto end = rebuilt->end_offsets(flow, topic, 0);
+    REQUIRE(end.has_value());
+    CHECK(end.value().dst_end == 300);
+    d.signal(SIGTERM);
+    CHECK(d.wait(30s) == std::optional<int>(0));
+    delete_topic(b.primary, topic);
+    delete_topic(b.dr, "primary." + topic);
 }
