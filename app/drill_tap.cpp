@@ -315,6 +315,25 @@ Result<void> verify_partition(kafka::reader& restored_rd, kafka::reader& source_
             pc.first_offset = r.source_offset;
         pc.last_offset = std::max(pc.last_offset, r.source_offset);
     };
+    // A restored record to compare: it names its source offset, and the
+    // source still holds that offset. Otherwise it is counted and skipped.
+    auto comparable = [&](const kafka::message& m) -> std::optional<record_view> {
+        record_view r = view_of(m, true);
+        if (r.source_offset < 0) {
+            ++pc.checked;
+            ++pc.differ;
+            note(pc.target_topic, m.offset(),
+                 std::string("restored record without a ") + backup::source_offset_header +
+                     " header");
+            return std::nullopt;
+        }
+        track(r);
+        if (r.source_offset < swm.low || r.source_offset >= swm.high) {
+            ++pc.gone;
+            return std::nullopt;
+        }
+        return r;
+    };
 
     if (sample) {
         // Restored offsets to look at, evenly spread, first and last included.
@@ -328,20 +347,9 @@ Result<void> verify_partition(kafka::reader& restored_rd, kafka::reader& source_
             RPL_TRY(restored_rd.assign(pc.target_topic, pc.partition, at));
             RPL_TRY(rm, next_record(restored_rd, rwhere, at, until));
             if (!rm) break;
-            const record_view r = view_of(*rm, true);
-            if (r.source_offset < 0) {
-                ++pc.checked;
-                ++pc.differ;
-                note(pc.target_topic, rm->offset(),
-                     std::string("restored record without a ") + backup::source_offset_header +
-                         " header");
-                continue;
-            }
-            track(r);
-            if (r.source_offset < swm.low || r.source_offset >= swm.high) {
-                ++pc.gone;
-                continue;
-            }
+            const auto maybe = comparable(*rm);
+            if (!maybe) continue;
+            const record_view& r = *maybe;
             RPL_TRY(source_rd.assign(pc.topic, pc.partition, r.source_offset));
             RPL_TRY(sm, next_record(source_rd, swhere, r.source_offset, until));
             if (!sm || sm->offset() != r.source_offset) {
@@ -362,20 +370,9 @@ Result<void> verify_partition(kafka::reader& restored_rd, kafka::reader& source_
         if (!rm) break;
         next = rm->offset() + 1;
         ++pc.restored;
-        const record_view r = view_of(*rm, true);
-        if (r.source_offset < 0) {
-            ++pc.checked;
-            ++pc.differ;
-            note(pc.target_topic, rm->offset(),
-                 std::string("restored record without a ") + backup::source_offset_header +
-                     " header");
-            continue;
-        }
-        track(r);
-        if (r.source_offset < swm.low || r.source_offset >= swm.high) {
-            ++pc.gone;
-            continue;
-        }
+        const auto maybe = comparable(*rm);
+        if (!maybe) continue;
+        const record_view& r = *maybe;
         if (!source_assigned) {
             RPL_TRY(source_rd.assign(pc.topic, pc.partition, r.source_offset));
             source_assigned = true;

@@ -6,6 +6,7 @@
 // consumers resuming on dr; the test measures the RTO and the records lost
 // and checks both against what the daemon and the checkpoints promised.
 #include "tests/integration/group_consumer.h"
+#include "tests/integration/json.h"
 #include "tests/integration/support.h"
 
 #include <doctest/doctest.h>
@@ -51,125 +52,6 @@ int64_t now_ms() {
 }
 
 // ------------------------------------------------------------ a small JSON reader
-
-struct json {
-    enum kind_t { null_v, bool_v, number_v, string_v, array_v, object_v } kind = null_v;
-    bool b = false;
-    std::string s;  // string value, or a number's text
-    std::vector<json> a;
-    std::vector<std::pair<std::string, json>> o;
-
-    const json& at(const std::string& key) const {
-        for (const auto& [k, v] : o)
-            if (k == key) return v;
-        throw std::runtime_error("JSON: no key \"" + key + "\"");
-    }
-    std::string str(const std::string& key) const { return at(key).s; }
-    double num(const std::string& key) const {
-        const json& v = at(key);
-        if (v.kind != number_v) throw std::runtime_error("JSON: \"" + key + "\" is not a number");
-        return std::stod(v.s);
-    }
-    bool flag(const std::string& key) const { return at(key).b; }
-};
-
-class json_reader {
-public:
-    explicit json_reader(const std::string& t) : t_(t) {}
-    json parse() {
-        json v = value();
-        ws();
-        if (i_ != t_.size()) fail("trailing text");
-        return v;
-    }
-
-private:
-    [[noreturn]] void fail(const std::string& why) const {
-        throw std::runtime_error("JSON: " + why + " at character " + std::to_string(i_));
-    }
-    void ws() {
-        while (i_ < t_.size() && std::isspace(static_cast<unsigned char>(t_[i_]))) ++i_;
-    }
-    bool eat(char c) {
-        ws();
-        if (i_ < t_.size() && t_[i_] == c) {
-            ++i_;
-            return true;
-        }
-        return false;
-    }
-    void expect(char c) {
-        if (!eat(c)) fail(std::string("expected '") + c + "'");
-    }
-    std::string string_body() {
-        expect('"');
-        std::string out;
-        while (i_ < t_.size() && t_[i_] != '"') {
-            char c = t_[i_++];
-            if (c == '\\' && i_ < t_.size()) {
-                c = t_[i_++];
-                if (c == 'n') c = '\n';
-                if (c == 't') c = '\t';
-                if (c == 'u') {
-                    i_ += 4;
-                    c = '?';
-                }
-            }
-            out += c;
-        }
-        if (i_ >= t_.size()) fail("unterminated string");
-        ++i_;
-        return out;
-    }
-    json value() {
-        ws();
-        if (i_ >= t_.size()) fail("unexpected end");
-        json v;
-        const char c = t_[i_];
-        if (c == '{') {
-            ++i_;
-            v.kind = json::object_v;
-            if (eat('}')) return v;
-            do {
-                ws();
-                std::string k = string_body();
-                expect(':');
-                v.o.emplace_back(std::move(k), value());
-            } while (eat(','));
-            expect('}');
-        } else if (c == '[') {
-            ++i_;
-            v.kind = json::array_v;
-            if (eat(']')) return v;
-            do v.a.push_back(value());
-            while (eat(','));
-            expect(']');
-        } else if (c == '"') {
-            v.kind = json::string_v;
-            v.s = string_body();
-        } else if (t_.compare(i_, 4, "true") == 0) {
-            v.kind = json::bool_v;
-            v.b = true;
-            i_ += 4;
-        } else if (t_.compare(i_, 5, "false") == 0) {
-            v.kind = json::bool_v;
-            i_ += 5;
-        } else if (t_.compare(i_, 4, "null") == 0) {
-            i_ += 4;
-        } else {
-            v.kind = json::number_v;
-            const size_t start = i_;
-            while (i_ < t_.size() && (std::isdigit(static_cast<unsigned char>(t_[i_])) ||
-                                      std::string_view("-+.eE").find(t_[i_]) != std::string::npos))
-                ++i_;
-            if (i_ == start) fail(std::string("unexpected '") + c + "'");
-            v.s = t_.substr(start, i_ - start);
-        }
-        return v;
-    }
-    const std::string& t_;
-    size_t i_ = 0;
-};
 
 json parse_json(const command_result& r) {
     const auto start = r.out.find('{');
