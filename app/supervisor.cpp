@@ -335,10 +335,10 @@ std::string supervisor::status_json() const {
     for (size_t i = 0; i < flows_.size(); ++i) {
         const auto& u = *flows_[i];
         const auto s = u.flow->status();
-        o << (i ? "," : "") << "{\"name\":" << conf::quoted_string(s.name)
-          << ",\"source\":" << conf::quoted_string(u.fc->source)
-          << ",\"target\":" << conf::quoted_string(u.fc->target) << ",\"state\":\""
-          << replicator::to_string(s.state) << "\",\"lag\":" << s.lag
+        // name and state first: scripts match `"name":"X","state":"Y"`.
+        o << (i ? "," : "") << "{\"name\":" << conf::quoted_string(s.name) << ",\"state\":\""
+          << replicator::to_string(s.state) << "\",\"source\":" << conf::quoted_string(u.fc->source)
+          << ",\"target\":" << conf::quoted_string(u.fc->target) << ",\"lag\":" << s.lag
           << ",\"rpo_seconds\":" << s.rpo_seconds
           << ",\"rpo_target_seconds\":" << json_seconds(u.fc->rpo_target)
           << ",\"rto_target_seconds\":" << json_seconds(u.fc->rto_target)
@@ -364,11 +364,10 @@ std::string supervisor::status_json() const {
     for (size_t i = 0; i < taps_.size(); ++i) {
         const auto& u = *taps_[i];
         const auto s = u.tap->status();
-        o << (i ? "," : "") << "{\"name\":" << conf::quoted_string(s.name)
-          << ",\"source\":" << conf::quoted_string(u.tc->source)
+        o << (i ? "," : "") << "{\"name\":" << conf::quoted_string(s.name) << ",\"state\":\""
+          << backup::to_string(s.state) << "\",\"source\":" << conf::quoted_string(u.tc->source)
           << ",\"storage\":" << conf::quoted_string(conf::masked_url(u.tc->storage))
-          << ",\"state\":\"" << backup::to_string(s.state) << "\",\"lag\":" << s.lag
-          << ",\"rpo_seconds\":" << s.rpo_seconds
+          << ",\"lag\":" << s.lag << ",\"rpo_seconds\":" << s.rpo_seconds
           << ",\"rpo_target_seconds\":" << json_seconds(u.tc->rpo_target)
           << ",\"rto_target_seconds\":" << json_seconds(u.tc->rto_target)
           << ",\"segments\":" << s.segments
