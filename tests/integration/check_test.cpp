@@ -74,11 +74,6 @@ bool has(const std::string& haystack, std::string_view needle) {
 #define CHECK_HAS(text, needle) \
     CHECK_MESSAGE(has(text, needle), "missing: " << (needle) << "\nin:\n" << (text))
 
-std::string show(const command_result& r) {
-    return "exit " + std::to_string(r.exit_code) + "\n--- stdout\n" + r.out + "--- stderr\n" +
-           r.err;
-}
-
 // Waits until the broker's metadata lists the topic with all its partitions,
 // so that --check cannot race topic creation.
 void require_visible(const std::string& bootstrap, const std::string& topic, int partitions) {

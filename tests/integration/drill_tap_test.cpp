@@ -30,17 +30,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string& ctl_bin() {
-    static const std::string p =
-        (fs::path(REPLICATORD_BIN).parent_path() / "replicatorctl").string();
-    return p;
-}
-
-std::string show(const command_result& r) {
-    return "exit " + std::to_string(r.exit_code) + "\n--- stdout:\n" + r.out + "\n--- stderr:\n" +
-           r.err;
-}
-
 bool has(const std::string& text, const std::string& what) {
     return text.find(what) != std::string::npos;
 }

@@ -29,20 +29,9 @@ using namespace rpl::test;
 
 namespace {
 
-const std::string& ctl_bin() {
-    static const std::string p =
-        (std::filesystem::path(REPLICATORD_BIN).parent_path() / "replicatorctl").string();
-    return p;
-}
-
 command_result ctl(std::vector<std::string> args, std::chrono::milliseconds deadline = 90s) {
     args.insert(args.begin(), ctl_bin());
     return run(args, deadline);
-}
-
-std::string show(const command_result& r) {
-    return "exit " + std::to_string(r.exit_code) + "\n--- stdout:\n" + r.out + "\n--- stderr:\n" +
-           r.err;
 }
 
 int64_t now_ms() {

@@ -30,20 +30,9 @@ namespace {
 
 // ------------------------------------------------------------ replicatorctl
 
-const std::string& ctl_bin() {
-    static const std::string p =
-        (std::filesystem::path(REPLICATORD_BIN).parent_path() / "replicatorctl").string();
-    return p;
-}
-
 command_result ctl(std::vector<std::string> args, std::chrono::milliseconds deadline = 60s) {
     args.insert(args.begin(), ctl_bin());
     return run(args, deadline);
-}
-
-std::string show(const command_result& r) {
-    return "exit " + std::to_string(r.exit_code) + "\n--- stdout:\n" + r.out + "\n--- stderr:\n" +
-           r.err;
 }
 
 // One row of `replicatorctl translate --json`.

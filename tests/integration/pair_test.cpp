@@ -20,17 +20,6 @@ namespace {
 constexpr int partitions = 6;
 constexpr const char* origin_header = "replicatord.origin";
 
-const std::string& ctl_bin() {
-    static const std::string p =
-        std::string(REPLICATORD_BIN).substr(0, std::string(REPLICATORD_BIN).rfind('/')) +
-        "/replicatorctl";
-    return p;
-}
-
-std::string show(const command_result& r) {
-    return "exit " + std::to_string(r.exit_code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
-}
-
 // A config running one [[pair]] over `topic`; `extra` adds keys to the pair.
 std::string pair_config(const std::string& topic, const std::string& naming,
                         const std::string& extra = "") {

@@ -34,10 +34,6 @@ using namespace rpl::test;
 
 namespace {
 
-std::string ctl_bin() {
-    return (std::filesystem::path(REPLICATORD_BIN).parent_path() / "replicatorctl").string();
-}
-
 bool has(const std::string& haystack, const std::string& needle) {
     return haystack.find(needle) != std::string::npos;
 }

@@ -528,4 +528,15 @@ bool eventually(std::chrono::milliseconds deadline, const std::function<bool()>&
     }
 }
 
+std::string show(const command_result& r) {
+    return "exit " + std::to_string(r.exit_code) + "\n--- stdout:\n" + r.out + "\n--- stderr:\n" +
+           r.err;
+}
+
+const std::string& ctl_bin() {
+    static const std::string p =
+        (std::filesystem::path(REPLICATORD_BIN).parent_path() / "replicatorctl").string();
+    return p;
+}
+
 }  // namespace rpl::test

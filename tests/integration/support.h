@@ -42,6 +42,10 @@ struct command_result {
 // Runs argv with a deadline; the child is killed if it overruns.
 command_result run(const std::vector<std::string>& argv,
                    std::chrono::milliseconds deadline = std::chrono::seconds(60));
+// A command's exit code, stdout and stderr, for failure messages.
+std::string show(const command_result& r);
+// The replicatorctl built next to REPLICATORD_BIN.
+const std::string& ctl_bin();
 
 struct record {
     int32_t partition = -1;
