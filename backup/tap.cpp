@@ -681,6 +681,10 @@ void tap::run() noexcept {
     batch.reserve(10000);
     while (!stop_requested_.load()) {
         const auto now = clock::now();
+        {
+            std::lock_guard lock(status_mu_);
+            status_.loop_at = now;
+        }
         if (now >= next_refresh_) {
             next_refresh_ = now + refresh_interval;
             if (auto r = discover(); !r) {

@@ -57,6 +57,8 @@ struct tap_status {
     int64_t lag = 0;                  // records at the source not yet durably archived
     double rpo_seconds = 0;
     std::uint64_t segments = 0;  // stored since start
+    // When the run loop last went round: a wedged tap thread stops it.
+    std::chrono::steady_clock::time_point loop_at = std::chrono::steady_clock::now();
 };
 
 // Things a tap needs from outside, injected by the app.

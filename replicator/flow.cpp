@@ -860,6 +860,10 @@ void flow::run() noexcept {
     const auto max_bytes = static_cast<int64_t>(cfg_.max_in_flight_bytes);
     while (!stop_requested_.load()) {
         const auto now = clock::now();
+        {
+            std::lock_guard lock(status_mu_);
+            status_.loop_at = now;
+        }
         if (now >= next_refresh_) {
             next_refresh_ = now + cfg_.refresh_interval;
             if (auto r = discover(); !r) {

@@ -52,6 +52,8 @@ struct flow_status {
     std::vector<std::string> topics;  // source topics being mirrored
     int64_t lag = 0;                  // sum over partitions
     double rpo_seconds = 0;
+    // When the run loop last went round: a wedged flow thread stops it.
+    std::chrono::steady_clock::time_point loop_at = std::chrono::steady_clock::now();
 };
 
 // Things a flow needs from outside, injected by the app.
