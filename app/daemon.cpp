@@ -8,10 +8,43 @@
 #include <prometheus/text_serializer.h>
 #include <boost/asio/signal_set.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
+#include <future>
+#include <map>
 
 namespace rpl::app {
+
+namespace {
+
+// Two flows copying the same topic is a config error, checked on the real
+// topics of the clusters that answer now (10 s each, in parallel). Clusters
+// that do not answer are only logged: their units report and retry.
+Result<void> check_overlaps_now(const conf::Config& cfg, const Logger& log) {
+    std::vector<std::string> sources;
+    for (const auto& f : cfg.flows)
+        if (std::find(sources.begin(), sources.end(), f.source) == sources.end())
+            sources.push_back(f.source);
+    std::vector<std::future<Result<kafka::cluster_metadata>>> pending;
+    for (const auto& name : sources) {
+        pending.push_back(
+            std::async(std::launch::async, [ep = endpoint_of(*cfg.cluster(name)), &log] {
+                return kafka::probe(ep, std::chrono::seconds(10), log.child("cluster " + ep.alias));
+            }));
+    }
+    std::map<std::string, kafka::cluster_metadata> answered;
+    for (size_t i = 0; i < sources.size(); ++i) {
+        auto md = pending[i].get();
+        if (md)
+            answered.emplace(sources[i], std::move(md).value());
+        else
+            log.warn(md.error().message + "; the flows that read it start when it answers");
+    }
+    return check_overlaps(cfg, answered);
+}
+
+}  // namespace
 
 int run_daemon(const conf::Config& cfg) {
     const Logger log("replicatord");
@@ -23,18 +56,13 @@ int run_daemon(const conf::Config& cfg) {
             return exit_failure;
         }
     }
+    if (auto r = check_overlaps_now(cfg, log.child("probe")); !r) {
+        log.error(r.error().message);
+        return exit_failure;
+    }
 
     auto registry = std::make_shared<prometheus::Registry>();
     supervisor running(*registry, log);
-
-    // Every cluster must answer within 10 s before anything starts: an
-    // unreachable cluster is exit code 3, named with its bootstrap.
-    if (auto md = probe_clusters(cfg, std::chrono::seconds(10), log.child("probe")); !md) {
-        log.error(md.error().message);
-        return md.error().code == errc::unreachable || md.error().code == errc::timeout
-                   ? exit_unreachable
-                   : exit_failure;
-    }
 
     boost::asio::io_context io;
     std::map<std::string, http_route> routes;
@@ -42,7 +70,13 @@ int run_daemon(const conf::Config& cfg) {
         return http_reply{200, "text/plain; version=0.0.4; charset=utf-8",
                           prometheus::TextSerializer().Serialize(registry->Collect())};
     };
-    routes["/healthz"] = [](const std::string&) { return http_reply{200, "text/plain", "ok\n"}; };
+    // Alive means every running unit's loop goes round, not just that this
+    // thread answers: a wedged flow thread makes a liveness probe restart us.
+    routes["/healthz"] = [&running](const std::string&) {
+        const std::string why = running.not_healthy();
+        return why.empty() ? http_reply{200, "text/plain", "ok\n"}
+                           : http_reply{503, "text/plain", why + "\n"};
+    };
     routes["/readyz"] = [&running](const std::string&) {
         const std::string why = running.not_ready();
         return why.empty() ? http_reply{200, "text/plain", "ready\n"}
@@ -61,9 +95,7 @@ int run_daemon(const conf::Config& cfg) {
 
     if (auto r = running.start(std::make_shared<const conf::Config>(cfg)); !r) {
         log.error(r.error().message);
-        return r.error().code == errc::unreachable || r.error().code == errc::timeout
-                   ? exit_unreachable
-                   : exit_failure;
+        return exit_failure;
     }
 
     boost::asio::signal_set stop_signals(io, SIGINT, SIGTERM);
@@ -73,20 +105,21 @@ int run_daemon(const conf::Config& cfg) {
         admin.stop();
         io.stop();
     });
-    // SIGHUP re-reads the file, on this thread: admin requests wait while a
-    // reload starts and stops flows.
+    // SIGHUP hands the file to the supervisor's reload thread: this thread
+    // keeps answering /healthz while flows catch up, stop and start.
     boost::asio::signal_set reload_signal(io, SIGHUP);
     std::function<void(const boost::system::error_code&, int)> on_hup;
     on_hup = [&](const boost::system::error_code& ec, int) {
         if (ec) return;
         log.info("received SIGHUP, reloading " + cfg.path);
-        (void)running.reload(cfg.path);
+        running.request_reload(cfg.path);
         reload_signal.async_wait(on_hup);
     };
     reload_signal.async_wait(on_hup);
     io.run();
 
-    // Reverse start order: taps roll and store what they buffered, then commit.
+    // Every unit at once: taps store what they buffered, flows drain, and
+    // each commits what is safe.
     running.stop();
     log.info("stopped");
     return exit_ok;

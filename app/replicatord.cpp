@@ -1,10 +1,11 @@
-// replicatord: the daemon. Runs every flow in the config file (taps: see README).
+// replicatord: the daemon. Runs every flow and tap in the config file.
 //
 //   replicatord --config flows.toml [--check] [--log-level LEVEL]
 //
 // --check validates the file, connects to each cluster (10 s deadline) and
 // prints the plan without copying anything. Exit codes: 0 fine, 2 invalid
-// config (every error listed), 3 a cluster unreachable.
+// config (every error listed), 3 a cluster unreachable (--check only: the
+// daemon itself keeps running and retries what does not answer).
 #include "app/daemon.h"
 #include "app/plan.h"
 #include "conf/config.h"
@@ -25,7 +26,7 @@ constexpr const char* usage =
   --log-level LEVEL  trace|debug|info|warn|error (default: [daemon] log_level)
   --version          print the version and exit
 
-exit codes: 0 ok, 1 runtime failure, 2 invalid config, 3 cluster unreachable
+exit codes: 0 ok, 1 runtime failure, 2 invalid config, 3 cluster unreachable (--check)
 )";
 
 }  // namespace

@@ -9,31 +9,39 @@
 #include "replicator/flow.h"
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <sstream>
+#include <utility>
 
 namespace rpl::app {
 
-struct supervisor::flow_unit {
-    std::shared_ptr<const conf::Config> cfg;  // the flow and checkpointer refer into it
-    const conf::flow_config* fc = nullptr;
-    std::unique_ptr<replicator::flow> flow;
-    std::unique_ptr<checkpoint::checkpointer> checkpoints;  // may be null
-};
-
-struct supervisor::tap_unit {
-    std::shared_ptr<const conf::Config> cfg;
-    const conf::tap_config* tc = nullptr;
-    std::unique_ptr<backup::tap> tap;
-};
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
 
 namespace {
+
+// Restart policy of every unit.
+constexpr auto first_backoff = 1s;
+constexpr auto max_backoff = 30s;
+// A restarted unit that stays out of "failed" this long runs again.
+constexpr auto stable_after = 5s;
+constexpr auto watch_every = 200ms;
+// How long a reload waits for the first start of the units it launched, to
+// report those that could not start (they keep retrying after it).
+constexpr auto first_start_wait = 90s;
 
 int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
+}
+
+double seconds(steady::duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::string json_number(double v) {
+    std::ostringstream o;
+    o << v;
+    return o.str();
 }
 
 std::string json_strings(const std::vector<std::string>& v) {
@@ -44,9 +52,7 @@ std::string json_strings(const std::vector<std::string>& v) {
 
 std::string json_seconds(const std::optional<conf::duration>& d) {
     if (!d) return "null";
-    std::ostringstream o;
-    o << static_cast<double>(d->count()) / 1000.0;
-    return o.str();
+    return json_number(static_cast<double>(d->count()) / 1000.0);
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -55,7 +61,287 @@ std::string join(const std::vector<std::string>& v) {
     return o.empty() ? "-" : o;
 }
 
+std::string whole_seconds(steady::duration d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
+}
+
 }  // namespace
+
+// One flow (with its checkpointer) or one tap, and the keeper thread that
+// starts it, watches it and starts it again when it fails. The instance is
+// replaced only by the keeper; readers see it under mu_. A stopped instance
+// stays in place until the next attempt replaces it, so /status keeps its
+// last figures and error.
+class supervisor::unit {
+public:
+    unit(supervisor& sup, std::shared_ptr<const conf::Config> cfg, const conf::flow_config* fc,
+         const conf::tap_config* tc)
+        : sup_(sup), cfg_(std::move(cfg)), fc_(fc), tc_(tc) {
+        sup_.restarts_.Add(labels());  // 0 from the first scrape
+    }
+    ~unit() {
+        request_stop();
+        join();
+    }
+    unit(const unit&) = delete;
+    unit& operator=(const unit&) = delete;
+
+    [[nodiscard]] const std::string& name() const { return fc_ ? fc_->name : tc_->name; }
+    [[nodiscard]] std::string label() const { return (fc_ ? "flow " : "tap ") + name(); }
+    [[nodiscard]] prometheus::Labels labels() const { return {{fc_ ? "flow" : "tap", name()}}; }
+    [[nodiscard]] const conf::Config& config() const { return *cfg_; }
+    [[nodiscard]] const conf::flow_config* flow_config() const { return fc_; }
+    [[nodiscard]] const conf::tap_config* tap_config() const { return tc_; }
+
+    void launch() {
+        thread_ = std::thread([this] { keep(); });
+    }
+    void request_stop() noexcept {
+        {
+            std::lock_guard lock(mu_);
+            stop_ = true;
+        }
+        wake_.notify_all();
+    }
+    void join() noexcept {
+        if (thread_.joinable()) thread_.join();
+    }
+    // The first start attempt has finished (either way).
+    [[nodiscard]] bool tried() const {
+        std::lock_guard lock(mu_);
+        return tried_;
+    }
+    // Failed (to start, or while running) and not yet running again.
+    [[nodiscard]] bool failing() const {
+        std::lock_guard lock(mu_);
+        return failing_;
+    }
+
+    struct view {
+        std::string state;
+        std::string last_error;
+        int restarts = 0;
+        std::optional<double> retry_in_seconds;
+        bool ran = false;  // some instance started: its lag and RPO mean something
+        // In a running state (its run loop should go round) and how long ago
+        // it last did.
+        bool loops = false;
+        steady::duration loop_age{};
+        std::optional<replicator::flow_status> flow;
+        std::optional<checkpoint::checkpointer_status> checkpoints;
+        std::optional<backup::tap_status> tap;
+    };
+
+    [[nodiscard]] view look() const {
+        view v;
+        const auto now = steady::now();
+        std::lock_guard lock(mu_);
+        v.restarts = restarts_;
+        v.ran = ran_;
+        if (retry_at_) v.retry_in_seconds = std::max(0.0, seconds(*retry_at_ - now));
+        std::string state = "starting";
+        std::string error;
+        steady::time_point loop_at = now;
+        if (flow_) {
+            v.flow = flow_->status();
+            state = replicator::to_string(v.flow->state);
+            error = v.flow->last_error;
+            loop_at = v.flow->loop_at;
+            v.loops = v.flow->state == replicator::flow_state::running ||
+                      v.flow->state == replicator::flow_state::backing_off;
+        }
+        if (checkpoints_) v.checkpoints = checkpoints_->status();
+        if (tap_) {
+            v.tap = tap_->status();
+            state = backup::to_string(v.tap->state);
+            error = v.tap->last_error;
+            loop_at = v.tap->loop_at;
+            v.loops = v.tap->state == backup::tap_state::running ||
+                      v.tap->state == backup::tap_state::backing_off;
+        }
+        // Until it has run for stable_after, a unit that failed stays failed
+        // with the cause: a restart attempt does not flicker to "running".
+        if (!tried_)
+            v.state = "starting";
+        else if (failing_)
+            v.state = "failed";
+        else
+            v.state = state;
+        v.last_error = failing_ || error.empty() ? cause_ : error;
+        v.loops = v.loops && !failing_ && !stop_;
+        v.loop_age = now - loop_at;
+        return v;
+    }
+
+private:
+    // Stops waiting early when a stop is requested; false then.
+    bool wait(steady::duration d) {
+        std::unique_lock lock(mu_);
+        return !wake_.wait_for(lock, d, [this] { return stop_; });
+    }
+
+    Result<void> attempt() {
+        if (fc_ != nullptr) {
+            RPL_TRY(sup_.open_shared(*cfg_));
+            RPL_TRY(sup_.catch_up_target(*cfg_, *fc_));
+            install(std::make_unique<replicator::flow>(
+                        *fc_, replicator::flow_env{cfg_.get(), &sup_.mirror_metrics_,
+                                                   sup_.offsets_.get()}),
+                    nullptr);
+            if (auto r = flow_->start(); !r)
+                return fail(r.error().code, "cannot start: " + r.error().message);
+            if (fc_->emit_checkpoints || fc_->sync_group_offsets) {
+                auto c = std::make_unique<checkpoint::checkpointer>(*fc_, *cfg_, *sup_.offsets_,
+                                                                    &sup_.checkpoint_metrics_,
+                                                                    sup_.local_checkpoints_.get());
+                if (auto r = c->start(); !r) {
+                    sup_.log_.error("checkpoints of flow " + fc_->name +
+                                    " cannot start: " + r.error().message);
+                } else {
+                    std::lock_guard lock(mu_);
+                    checkpoints_ = std::move(c);
+                }
+            }
+            return ok();
+        }
+        backup::store_options so;
+        so.access_key = tc_->s3_access_key;
+        so.secret_key = tc_->s3_secret_key;
+        // The embedded default needs no set-up: a file:// root is created
+        // like state_dir. A missing S3 bucket stays an error (the tap's start
+        // checks), retried like an unreachable store.
+        RPL_TRY(backup::create_file_store_root(tc_->storage));
+        RPL_TRY(store, backup::open_store(tc_->storage, so));
+        install(nullptr,
+                std::make_unique<backup::tap>(*tc_, backup::tap_env{cfg_.get(), &sup_.tap_metrics_},
+                                              std::move(store)));
+        if (auto r = tap_->start(); !r)
+            return fail(r.error().code, "cannot start: " + r.error().message);
+        return ok();
+    }
+
+    // Puts a new instance in place of the stopped one (destroyed outside the
+    // lock, so a reader never waits for it).
+    void install(std::unique_ptr<replicator::flow> f, std::unique_ptr<backup::tap> t) {
+        std::unique_ptr<replicator::flow> old_flow;
+        std::unique_ptr<checkpoint::checkpointer> old_checkpoints;
+        std::unique_ptr<backup::tap> old_tap;
+        std::lock_guard lock(mu_);
+        old_checkpoints = std::move(checkpoints_);
+        old_flow = std::exchange(flow_, std::move(f));
+        old_tap = std::exchange(tap_, std::move(t));
+    }
+
+    // Checkpointer first (it translates through the flow's runs), then the
+    // flow: drains, commits what the target acknowledged, leaves the group.
+    // A tap stores what it buffered, then commits. Readers may call status()
+    // meanwhile; the objects stay in place.
+    void stop_instance() noexcept {
+        if (checkpoints_) checkpoints_->stop();
+        if (flow_) flow_->stop();
+        if (tap_) tap_->stop();
+    }
+
+    [[nodiscard]] bool instance_failed(std::string& cause) const {
+        if (flow_) {
+            const auto s = flow_->status();
+            cause = s.last_error;
+            return s.state == replicator::flow_state::failed;
+        }
+        if (tap_) {
+            const auto s = tap_->status();
+            cause = s.last_error;
+            return s.state == backup::tap_state::failed;
+        }
+        return false;
+    }
+
+    void keep() noexcept {
+        steady::duration backoff = first_backoff;
+        for (;;) {
+            Result<void> r = ok();
+            try {
+                r = attempt();
+            } catch (const std::exception& e) {
+                r = fail(errc::internal, std::string("cannot start: ") + e.what());
+            }
+            std::string cause;
+            if (r) {
+                {
+                    std::lock_guard lock(mu_);
+                    tried_ = true;
+                    ran_ = true;
+                    retry_at_.reset();
+                }
+                const auto started_at = steady::now();
+                bool failed = false;
+                while (wait(watch_every)) {
+                    if (instance_failed(cause)) {
+                        failed = true;
+                        break;
+                    }
+                    if (failing() && steady::now() - started_at >= stable_after) {
+                        int n = 0;
+                        {
+                            std::lock_guard lock(mu_);
+                            failing_ = false;
+                            n = restarts_;
+                        }
+                        backoff = first_backoff;
+                        sup_.log_.info(label() + " runs again after " + std::to_string(n) +
+                                       " restart(s)");
+                    }
+                }
+                if (!failed) break;  // stop requested
+                if (cause.empty()) cause = "failed";
+            } else {
+                cause = r.error().message;
+            }
+            stop_instance();
+            {
+                std::lock_guard lock(mu_);
+                if (stop_) break;
+                tried_ = true;
+                failing_ = true;
+                cause_ = cause;
+                retry_at_ = steady::now() + backoff;
+            }
+            sup_.log_.error(label() + ": " + cause + "; retrying in " + whole_seconds(backoff));
+            if (!wait(backoff)) break;
+            backoff = std::min<steady::duration>(backoff * 2, max_backoff);
+            int n = 0;
+            {
+                std::lock_guard lock(mu_);
+                n = ++restarts_;
+                retry_at_.reset();
+            }
+            sup_.restarts_.Add(labels()).Increment();
+            sup_.log_.info(label() + ": restart " + std::to_string(n));
+        }
+        stop_instance();
+    }
+
+    supervisor& sup_;
+    const std::shared_ptr<const conf::Config> cfg_;  // the instance refers into it
+    const conf::flow_config* const fc_;              // one of fc_ and tc_ is set
+    const conf::tap_config* const tc_;
+
+    mutable std::mutex mu_;  // guards what follows; the instance pointers change under it
+    std::condition_variable wake_;
+    bool stop_ = false;
+    bool tried_ = false;
+    bool ran_ = false;
+    bool failing_ = false;
+    int restarts_ = 0;
+    std::string cause_;
+    std::optional<steady::time_point> retry_at_;
+    // Declaration order is destruction order, reversed: the checkpointer
+    // reads the flow's offset runs.
+    std::unique_ptr<replicator::flow> flow_;
+    std::unique_ptr<checkpoint::checkpointer> checkpoints_;
+    std::unique_ptr<backup::tap> tap_;
+    std::thread thread_;  // the keeper
+};
 
 supervisor::supervisor(prometheus::Registry& registry, Logger log)
     : log_(std::move(log)),
@@ -65,7 +351,12 @@ supervisor::supervisor(prometheus::Registry& registry, Logger log)
       reloads_(prometheus::BuildCounter()
                    .Name("replicatord_config_reloads_total")
                    .Help("Config reloads (SIGHUP) by result: applied or rejected")
-                   .Register(registry)) {
+                   .Register(registry)),
+      restarts_(prometheus::BuildCounter()
+                    .Name("replicatord_unit_restarts_total")
+                    .Help("Times a flow or tap was started again after it failed or could not "
+                          "start, by flow or tap")
+                    .Register(registry)) {
     // Both series exist from the start, so a dashboard sees 0, not nothing.
     reloads_.Add({{"result", "applied"}});
     reloads_.Add({{"result", "rejected"}});
@@ -73,8 +364,9 @@ supervisor::supervisor(prometheus::Registry& registry, Logger log)
 
 supervisor::~supervisor() { stop(); }
 
-Result<void> supervisor::prepare_offsets(const conf::Config& cfg) {
+Result<void> supervisor::open_shared(const conf::Config& cfg) {
     if (cfg.flows.empty()) return ok();
+    std::lock_guard lock(shared_mu_);
     // The offset index: RocksDB under state_dir, caught up from every target
     // cluster's runs topic before anything is translated or recorded.
     if (!offsets_) {
@@ -87,103 +379,111 @@ Result<void> supervisor::prepare_offsets(const conf::Config& cfg) {
                         std::filesystem::path(cfg.daemon.state_dir) / "checkpoints", false));
         local_checkpoints_ = std::move(lc);
     }
-    for (const auto& f : cfg.flows) {
-        const auto* target = cfg.cluster(f.target);
-        if (caught_up_.count(target->bootstrap) != 0) continue;
-        auto r = offsetsync::catch_up(endpoint_of(*target), *offsets_, std::chrono::seconds(60),
-                                      log_.child("offsetsync"));
-        if (!r)
-            return fail(r.error().code, "cannot catch up the offset index from " + f.target + ": " +
-                                            r.error().message);
-        log_.info("offset index caught up from " + f.target + ": " +
-                  std::to_string(r.value().applied) + " run(s) applied, " +
-                  std::to_string(r.value().unchanged) + " already known");
-        caught_up_.insert(target->bootstrap);
-    }
     return ok();
 }
 
-Result<std::unique_ptr<supervisor::flow_unit>> supervisor::start_flow(
-    const std::shared_ptr<const conf::Config>& cfg, const conf::flow_config& fc) {
-    auto u = std::make_unique<flow_unit>();
-    u->cfg = cfg;
-    u->fc = &fc;
-    u->flow = std::make_unique<replicator::flow>(
-        fc, replicator::flow_env{cfg.get(), &mirror_metrics_, offsets_.get()});
-    if (auto r = u->flow->start(); !r)
-        return fail(r.error().code, "flow " + fc.name + " cannot start: " + r.error().message);
-    if (fc.emit_checkpoints || fc.sync_group_offsets) {
-        auto c = std::make_unique<checkpoint::checkpointer>(
-            fc, *cfg, *offsets_, &checkpoint_metrics_, local_checkpoints_.get());
-        if (auto r = c->start(); !r)
-            log_.error("checkpoints of flow " + fc.name + " cannot start: " + r.error().message);
-        else
-            u->checkpoints = std::move(c);
+Result<void> supervisor::catch_up_target(const conf::Config& cfg, const conf::flow_config& fc) {
+    const auto* target = cfg.cluster(fc.target);
+    std::mutex* one_at_a_time = nullptr;
+    {
+        std::lock_guard lock(shared_mu_);
+        if (caught_up_.count(target->bootstrap) != 0) return ok();
+        one_at_a_time = &catching_up_[target->bootstrap];
     }
-    return u;
-}
-
-Result<std::unique_ptr<supervisor::tap_unit>> supervisor::start_tap(
-    const std::shared_ptr<const conf::Config>& cfg, const conf::tap_config& tc) {
-    backup::store_options so;
-    so.access_key = tc.s3_access_key;
-    so.secret_key = tc.s3_secret_key;
-    // The embedded default needs no set-up: a file:// root is created like
-    // state_dir. A missing S3 bucket stays an error (the tap's start checks).
-    if (auto r = backup::create_file_store_root(tc.storage); !r)
-        return fail(r.error().code, "tap " + tc.name + ": " + r.error().message);
-    RPL_TRY(store, backup::open_store(tc.storage, so));
-    auto u = std::make_unique<tap_unit>();
-    u->cfg = cfg;
-    u->tc = &tc;
-    u->tap = std::make_unique<backup::tap>(tc, backup::tap_env{cfg.get(), &tap_metrics_},
-                                           std::move(store));
-    if (auto r = u->tap->start(); !r)
-        return fail(r.error().code, "tap " + tc.name + " cannot start: " + r.error().message);
-    return u;
-}
-
-void supervisor::stop_flow(flow_unit& u, bool forget) noexcept {
-    if (u.checkpoints) u.checkpoints->stop();
-    u.flow->stop();  // drains, commits what the target acknowledged, leaves the group
-    if (forget) {
-        replicator::forget_flow(mirror_metrics_, u.fc->name);
-        checkpoint::forget_flow(checkpoint_metrics_, u.fc->name);
+    std::lock_guard serial(*one_at_a_time);
+    {
+        std::lock_guard lock(shared_mu_);
+        if (caught_up_.count(target->bootstrap) != 0) return ok();  // done meanwhile
     }
+    // A target that does not answer fails here in 10 s, not in the catch-up's 60.
+    const auto ep = endpoint_of(*target);
+    if (auto md = kafka::probe(ep, std::chrono::seconds(10), log_.child("cluster " + fc.target));
+        !md)
+        return fail(md.error().code, "cannot catch up the offset index from " + fc.target + ": " +
+                                         md.error().message);
+    auto r =
+        offsetsync::catch_up(ep, *offsets_, std::chrono::seconds(60), log_.child("offsetsync"));
+    if (!r)
+        return fail(r.error().code, "cannot catch up the offset index from " + fc.target + ": " +
+                                        r.error().message);
+    log_.info("offset index caught up from " + fc.target + ": " +
+              std::to_string(r.value().applied) + " run(s) applied, " +
+              std::to_string(r.value().unchanged) + " already known");
+    std::lock_guard lock(shared_mu_);
+    caught_up_.insert(target->bootstrap);
+    return ok();
 }
 
-void supervisor::stop_tap(tap_unit& u, bool forget) noexcept {
-    u.tap->stop();  // rolls and stores what it buffered, then commits
-    if (forget) backup::forget_tap(tap_metrics_, u.tc->name);
+std::vector<std::shared_ptr<supervisor::unit>> supervisor::make_units(
+    const std::shared_ptr<const conf::Config>& cfg, const std::set<std::string>& which) {
+    std::vector<std::shared_ptr<unit>> out;
+    for (const auto& fc : cfg->flows)
+        if (which.count("flow " + fc.name) != 0)
+            out.push_back(std::make_shared<unit>(*this, cfg, &fc, nullptr));
+    for (const auto& tc : cfg->taps)
+        if (which.count("tap " + tc.name) != 0)
+            out.push_back(std::make_shared<unit>(*this, cfg, nullptr, &tc));
+    return out;
+}
+
+void supervisor::forget(const unit& u) noexcept {
+    if (u.flow_config() != nullptr) {
+        replicator::forget_flow(mirror_metrics_, u.name());
+        checkpoint::forget_flow(checkpoint_metrics_, u.name());
+    } else {
+        backup::forget_tap(tap_metrics_, u.name());
+    }
+    restarts_.Remove(&restarts_.Add(u.labels()));
 }
 
 Result<void> supervisor::start(std::shared_ptr<const conf::Config> cfg) {
-    if (auto r = prepare_offsets(*cfg); !r) return r;
-    for (const auto& fc : cfg->flows) {
-        auto u = start_flow(cfg, fc);
-        if (!u) {
-            stop();
-            return fail(u.error().code, u.error().message);
-        }
-        flows_.push_back(std::move(u).value());
+    RPL_TRY(open_shared(*cfg));
+    std::set<std::string> all;
+    for (const auto& fc : cfg->flows) all.insert("flow " + fc.name);
+    for (const auto& tc : cfg->taps) all.insert("tap " + tc.name);
+    auto units = make_units(cfg, all);
+    {
+        std::lock_guard lock(mu_);
+        current_ = cfg;
+        units_ = units;
     }
-    for (const auto& tc : cfg->taps) {
-        auto u = start_tap(cfg, tc);
-        if (!u) {
-            stop();
-            return fail(u.error().code, u.error().message);
-        }
-        taps_.push_back(std::move(u).value());
-    }
-    current_ = std::move(cfg);
-    log_.info("started " + std::to_string(flows_.size()) + " flow(s) and " +
-              std::to_string(taps_.size()) + " tap(s)");
+    for (const auto& u : units) u->launch();
+    reload_thread_ = std::thread([this] { reload_loop(); });
+    log_.info("starting " + std::to_string(cfg->flows.size()) + " flow(s) and " +
+              std::to_string(cfg->taps.size()) + " tap(s)");
     return ok();
+}
+
+void supervisor::request_reload(const std::string& path) {
+    {
+        std::lock_guard lock(mu_);
+        if (reloading_) log_.info("a reload is running; " + path + " is applied after it");
+        reload_requested_ = path;
+    }
+    reload_wake_.notify_all();
+}
+
+void supervisor::reload_loop() noexcept {
+    std::unique_lock lock(mu_);
+    for (;;) {
+        reload_wake_.wait(lock, [this] { return stopping_ || reload_requested_.has_value(); });
+        if (stopping_) return;
+        const std::string path = *std::exchange(reload_requested_, std::nullopt);
+        reloading_ = true;
+        lock.unlock();
+        try {
+            (void)reload(path);
+        } catch (const std::exception& e) {
+            log_.error("reload of " + path + ": " + e.what());
+        }
+        lock.lock();
+        reloading_ = false;
+    }
 }
 
 reload_outcome supervisor::reload(const std::string& path) {
     reload_outcome out;
-    last_reload_unix_ms_ = now_ms();
+    const int64_t started_ms = now_ms();
     auto loaded = conf::load(path);
     if (!loaded) {
         out.error = loaded.error().message;
@@ -192,162 +492,209 @@ reload_outcome supervisor::reload(const std::string& path) {
         std::istringstream lines(out.error);
         for (std::string line; std::getline(lines, line);) log_.error("  " + line);
         reloads_.Add({{"result", "rejected"}}).Increment();
+        std::lock_guard lock(mu_);
         last_reload_ = out;
+        last_reload_unix_ms_ = started_ms;
         return out;
     }
     auto next = std::make_shared<const conf::Config>(std::move(loaded).value());
-    const auto& old = *current_;
-    if (next->daemon.state_dir != old.daemon.state_dir ||
-        next->daemon.admin_listen != old.daemon.admin_listen ||
-        next->daemon.admin_token != old.daemon.admin_token) {
-        log_.warn(
-            "reload: [daemon] state_dir, admin_listen and admin_token take effect only "
-            "after a restart; keeping the running values");
+    std::vector<std::shared_ptr<unit>> running;
+    {
+        std::lock_guard lock(mu_);
+        running = units_;
+        const auto& old = *current_;
+        if (next->daemon.state_dir != old.daemon.state_dir ||
+            next->daemon.admin_listen != old.daemon.admin_listen ||
+            next->daemon.admin_token != old.daemon.admin_token) {
+            log_.warn(
+                "reload: [daemon] state_dir, admin_listen and admin_token take effect only "
+                "after a restart; keeping the running values");
+        }
     }
     if (level l{}; parse_level(next->daemon.log_level, l)) set_log_level(l);
     set_log_json(next->daemon.log_format == "json");
 
-    // Removed and changed units stop first (taps, then flows), so a changed
-    // flow's new instance does not share the consumer group with the old one.
-    std::vector<std::unique_ptr<flow_unit>> kept_flows;
-    std::vector<std::unique_ptr<tap_unit>> kept_taps;
-    for (auto it = taps_.rbegin(); it != taps_.rend(); ++it) {
-        auto& u = *it;
-        const auto tn = std::find_if(next->taps.begin(), next->taps.end(),
-                                     [&](const auto& t) { return t.name == u->tc->name; });
-        if (tn == next->taps.end()) {
-            stop_tap(*u, true);
-            out.removed.push_back("tap " + u->tc->name);
-        } else if (!conf::same_run_settings(old, *u->tc, *next, *tn)) {
-            stop_tap(*u, false);
-            out.restarted.push_back("tap " + u->tc->name);
+    // Removed, changed and failed units stop first, all at once, so a
+    // changed flow's new instance does not share its group with the old one.
+    std::vector<std::shared_ptr<unit>> kept, stopping;
+    std::set<std::string> to_start;
+    for (const auto& u : running) {
+        bool same = false;
+        bool present = false;
+        if (const auto* fc = u->flow_config()) {
+            const auto* fn = next->flow(fc->name);
+            present = fn != nullptr;
+            same = present && conf::same_run_settings(u->config(), *fc, *next, *fn);
         } else {
-            out.unchanged.push_back("tap " + u->tc->name);
-            kept_taps.insert(kept_taps.begin(), std::move(u));
+            const auto* tc = u->tap_config();
+            const auto tn = std::find_if(next->taps.begin(), next->taps.end(),
+                                         [&](const auto& t) { return t.name == tc->name; });
+            present = tn != next->taps.end();
+            same = present && conf::same_run_settings(u->config(), *tc, *next, *tn);
         }
-    }
-    for (auto it = flows_.rbegin(); it != flows_.rend(); ++it) {
-        auto& u = *it;
-        const auto* fn = next->flow(u->fc->name);
-        if (fn == nullptr) {
-            stop_flow(*u, true);
-            out.removed.push_back("flow " + u->fc->name);
-        } else if (!conf::same_run_settings(old, *u->fc, *next, *fn)) {
-            stop_flow(*u, false);
-            out.restarted.push_back("flow " + u->fc->name);
+        if (!present) {
+            out.removed.push_back(u->label());
+            stopping.push_back(u);
+        } else if (!same || u->failing()) {
+            // A failed unit starts again now, even with the same settings.
+            out.restarted.push_back(u->label());
+            stopping.push_back(u);
+            to_start.insert(u->label());
         } else {
-            out.unchanged.push_back("flow " + u->fc->name);
-            kept_flows.insert(kept_flows.begin(), std::move(u));
+            out.unchanged.push_back(u->label());
+            kept.push_back(u);
         }
-    }
-    flows_.clear();
-    taps_.clear();
-
-    // Start what is new or changed, in the new config's order.
-    const auto is_kept_flow = [&](const std::string& n) {
-        return std::any_of(kept_flows.begin(), kept_flows.end(),
-                           [&](const auto& u) { return u->fc->name == n; });
-    };
-    const auto is_kept_tap = [&](const std::string& n) {
-        return std::any_of(kept_taps.begin(), kept_taps.end(),
-                           [&](const auto& u) { return u->tc->name == n; });
-    };
-    const auto was_restarted = [&](const std::string& what) {
-        return std::find(out.restarted.begin(), out.restarted.end(), what) != out.restarted.end();
-    };
-    const auto start_failed = [&](const std::string& what, const Error& e) {
-        log_.error("reload: " + e.message);
-        out.failed.push_back(what);
-        out.error += (out.error.empty() ? "" : "\n") + e.message;
-    };
-    bool offsets_ready = true;
-    if (auto r = prepare_offsets(*next); !r) {
-        offsets_ready = false;
-        log_.error("reload: " + r.error().message);
-        out.error = r.error().message;
     }
     for (const auto& fc : next->flows) {
-        if (is_kept_flow(fc.name)) continue;
         const std::string what = "flow " + fc.name;
-        if (!was_restarted(what)) out.added.push_back(what);
-        if (!offsets_ready) {
-            out.failed.push_back(what);
-            continue;
+        if (to_start.count(what) == 0 &&
+            std::find(out.unchanged.begin(), out.unchanged.end(), what) == out.unchanged.end()) {
+            out.added.push_back(what);
+            to_start.insert(what);
         }
-        auto u = start_flow(next, fc);
-        if (!u)
-            start_failed(what, u.error());
-        else
-            kept_flows.push_back(std::move(u).value());
     }
     for (const auto& tc : next->taps) {
-        if (is_kept_tap(tc.name)) continue;
         const std::string what = "tap " + tc.name;
-        if (!was_restarted(what)) out.added.push_back(what);
-        auto u = start_tap(next, tc);
-        if (!u)
-            start_failed(what, u.error());
-        else
-            kept_taps.push_back(std::move(u).value());
+        if (to_start.count(what) == 0 &&
+            std::find(out.unchanged.begin(), out.unchanged.end(), what) == out.unchanged.end()) {
+            out.added.push_back(what);
+            to_start.insert(what);
+        }
     }
-    flows_ = std::move(kept_flows);
-    taps_ = std::move(kept_taps);
-    current_ = std::move(next);
+    for (const auto& u : stopping) u->request_stop();
+    for (const auto& u : stopping) u->join();
+    for (const auto& u : stopping)
+        if (std::find(out.removed.begin(), out.removed.end(), u->label()) != out.removed.end())
+            forget(*u);
+
+    // The new set, in the new config's order.
+    auto started = make_units(next, to_start);
+    std::vector<std::shared_ptr<unit>> next_units;
+    const auto take = [&](const std::string& what) {
+        for (auto* from : {&kept, &started})
+            for (const auto& u : *from)
+                if (u->label() == what) next_units.push_back(u);
+    };
+    for (const auto& fc : next->flows) take("flow " + fc.name);
+    for (const auto& tc : next->taps) take("tap " + tc.name);
+    {
+        std::lock_guard lock(mu_);
+        units_ = next_units;
+        current_ = next;
+    }
+    stopping.clear();
+    for (const auto& u : started) u->launch();
+
+    // Report what could not start; those units keep retrying on their own.
+    const auto until = steady::now() + first_start_wait;
+    const auto all_tried = [&] {
+        return std::all_of(started.begin(), started.end(),
+                           [](const auto& u) { return u->tried(); });
+    };
+    while (!all_tried() && steady::now() < until) {
+        std::unique_lock lock(mu_);
+        if (reload_wake_.wait_for(lock, 100ms, [this] { return stopping_; })) break;
+    }
+    for (const auto& u : started) {
+        if (u->tried() && !u->failing()) continue;
+        const auto v = u->look();
+        out.failed.push_back(u->label());
+        const std::string why =
+            u->label() + (v.last_error.empty() ? " has not started yet" : ": " + v.last_error);
+        log_.error("reload: " + why);
+        out.error += (out.error.empty() ? "" : "\n") + why;
+    }
     out.applied = true;
     reloads_.Add({{"result", "applied"}}).Increment();
     log_.info("reloaded " + path + ": added " + join(out.added) + "; removed " + join(out.removed) +
               "; restarted " + join(out.restarted) + "; unchanged " + join(out.unchanged) +
-              (out.failed.empty() ? "" : "; FAILED " + join(out.failed)));
+              (out.failed.empty() ? "" : "; FAILED " + join(out.failed) + " (retrying)"));
+    std::lock_guard lock(mu_);
     last_reload_ = out;
+    last_reload_unix_ms_ = started_ms;
     return out;
 }
 
 void supervisor::stop() noexcept {
-    for (auto it = taps_.rbegin(); it != taps_.rend(); ++it) stop_tap(**it, false);
-    taps_.clear();
-    for (auto it = flows_.rbegin(); it != flows_.rend(); ++it)
-        if ((*it)->checkpoints) (*it)->checkpoints->stop();
-    for (auto it = flows_.rbegin(); it != flows_.rend(); ++it) (*it)->flow->stop();
-    flows_.clear();
+    {
+        std::lock_guard lock(mu_);
+        stopping_ = true;
+    }
+    reload_wake_.notify_all();
+    if (reload_thread_.joinable()) reload_thread_.join();
+    std::vector<std::shared_ptr<unit>> units;
+    {
+        std::lock_guard lock(mu_);
+        units.swap(units_);
+    }
+    // All at once: the slowest unit's drain bounds the stop, not their sum.
+    for (const auto& u : units) u->request_stop();
+    for (const auto& u : units) u->join();
 }
 
 std::string supervisor::not_ready() const {
-    for (const auto& u : flows_) {
-        const auto s = u->flow->status().state;
-        if (s != replicator::flow_state::running)
-            return "flow " + u->fc->name + " is " + replicator::to_string(s);
+    std::string out;
+    std::lock_guard lock(mu_);
+    for (const auto& u : units_) {
+        const auto v = u->look();
+        if (v.state == "running") continue;
+        out += (out.empty() ? "" : "\n") + u->label() + " is " + v.state;
+        if (!v.last_error.empty()) out += ": " + v.last_error;
+        if (v.retry_in_seconds)
+            out += " (retry in " + std::to_string(static_cast<int64_t>(*v.retry_in_seconds)) +
+                   " s, " + std::to_string(v.restarts) + " restart(s) so far)";
     }
-    for (const auto& u : taps_) {
-        const auto s = u->tap->status().state;
-        if (s != backup::tap_state::running)
-            return "tap " + u->tc->name + " is " + backup::to_string(s);
+    return out;
+}
+
+std::string supervisor::not_healthy() const {
+    std::string out;
+    std::lock_guard lock(mu_);
+    for (const auto& u : units_) {
+        const auto v = u->look();
+        if (!v.loops || v.loop_age < stall_bound) continue;
+        out += (out.empty() ? "" : "\n") + u->label() + " is " + v.state +
+               " but its run loop has not gone round for " + whole_seconds(v.loop_age) +
+               " (bound " + whole_seconds(stall_bound) + ")";
     }
-    if (last_reload_ && !last_reload_->failed.empty())
-        return "not started after the last reload: " + join(last_reload_->failed);
-    return {};
+    return out;
 }
 
 std::string supervisor::status_json() const {
     const int64_t now = now_ms();
     std::ostringstream o;
+    std::lock_guard lock(mu_);
     o << "{\"config\":" << conf::quoted_string(current_ ? current_->path : "")
-      << ",\"now_unix_ms\":" << now << ",\"flows\":[";
-    for (size_t i = 0; i < flows_.size(); ++i) {
-        const auto& u = *flows_[i];
-        const auto s = u.flow->status();
+      << ",\"now_unix_ms\":" << now << ",\"reloading\":" << (reloading_ ? "true" : "false");
+    // Fields every unit has, after its name and state. Lag and RPO are null
+    // until an instance has started: nothing is known, and 0 would claim safety.
+    const auto common = [&](const unit::view& v, int64_t lag, double rpo) {
+        o << ",\"restarts\":" << v.restarts << ",\"retry_in_seconds\":"
+          << (v.retry_in_seconds ? json_number(*v.retry_in_seconds) : "null")
+          << ",\"lag\":" << (v.ran ? std::to_string(lag) : "null")
+          << ",\"rpo_seconds\":" << (v.ran ? json_number(rpo) : "null")
+          << ",\"last_error\":" << conf::quoted_string(v.last_error);
+    };
+    o << ",\"flows\":[";
+    bool first = true;
+    for (const auto& u : units_) {
+        const auto* fc = u->flow_config();
+        if (fc == nullptr) continue;
+        const auto v = u->look();
+        const replicator::flow_status s = v.flow.value_or(replicator::flow_status{});
         // name and state first: scripts match `"name":"X","state":"Y"`.
-        o << (i ? "," : "") << "{\"name\":" << conf::quoted_string(s.name) << ",\"state\":\""
-          << replicator::to_string(s.state) << "\",\"source\":" << conf::quoted_string(u.fc->source)
-          << ",\"target\":" << conf::quoted_string(u.fc->target) << ",\"lag\":" << s.lag
-          << ",\"rpo_seconds\":" << s.rpo_seconds
-          << ",\"rpo_target_seconds\":" << json_seconds(u.fc->rpo_target)
-          << ",\"rto_target_seconds\":" << json_seconds(u.fc->rto_target)
-          << ",\"last_error\":" << conf::quoted_string(s.last_error)
+        o << (first ? "" : ",") << "{\"name\":" << conf::quoted_string(fc->name) << ",\"state\":\""
+          << v.state << "\",\"source\":" << conf::quoted_string(fc->source)
+          << ",\"target\":" << conf::quoted_string(fc->target);
+        common(v, s.lag, s.rpo_seconds);
+        o << ",\"rpo_target_seconds\":" << json_seconds(fc->rpo_target)
+          << ",\"rto_target_seconds\":" << json_seconds(fc->rto_target)
           << ",\"topics\":" << json_strings(s.topics) << ",\"checkpoints\":";
-        if (!u.checkpoints) {
+        first = false;
+        if (!v.checkpoints) {
             o << "null";
         } else {
-            const auto c = u.checkpoints->status();
+            const auto& c = *v.checkpoints;
             o << "{\"last_pass_age_seconds\":";
             if (c.last_run_unix_ms > 0)
                 o << static_cast<double>(now - c.last_run_unix_ms) / 1000.0;
@@ -361,18 +708,20 @@ std::string supervisor::status_json() const {
         o << "}";
     }
     o << "],\"taps\":[";
-    for (size_t i = 0; i < taps_.size(); ++i) {
-        const auto& u = *taps_[i];
-        const auto s = u.tap->status();
-        o << (i ? "," : "") << "{\"name\":" << conf::quoted_string(s.name) << ",\"state\":\""
-          << backup::to_string(s.state) << "\",\"source\":" << conf::quoted_string(u.tc->source)
-          << ",\"storage\":" << conf::quoted_string(conf::masked_url(u.tc->storage))
-          << ",\"lag\":" << s.lag << ",\"rpo_seconds\":" << s.rpo_seconds
-          << ",\"rpo_target_seconds\":" << json_seconds(u.tc->rpo_target)
-          << ",\"rto_target_seconds\":" << json_seconds(u.tc->rto_target)
-          << ",\"segments\":" << s.segments
-          << ",\"last_error\":" << conf::quoted_string(s.last_error)
-          << ",\"topics\":" << json_strings(s.topics) << "}";
+    first = true;
+    for (const auto& u : units_) {
+        const auto* tc = u->tap_config();
+        if (tc == nullptr) continue;
+        const auto v = u->look();
+        const backup::tap_status s = v.tap.value_or(backup::tap_status{});
+        o << (first ? "" : ",") << "{\"name\":" << conf::quoted_string(tc->name) << ",\"state\":\""
+          << v.state << "\",\"source\":" << conf::quoted_string(tc->source)
+          << ",\"storage\":" << conf::quoted_string(conf::masked_url(tc->storage));
+        common(v, s.lag, s.rpo_seconds);
+        o << ",\"rpo_target_seconds\":" << json_seconds(tc->rpo_target)
+          << ",\"rto_target_seconds\":" << json_seconds(tc->rto_target)
+          << ",\"segments\":" << s.segments << ",\"topics\":" << json_strings(s.topics) << "}";
+        first = false;
     }
     o << "],\"last_reload\":";
     if (!last_reload_) {

@@ -1,0 +1,311 @@
+// The daemon keeps every unit it can running, on the real test bed: a
+// cluster or store that does not answer stops only the units that need it,
+// a failed unit is started again until it runs, and the admin endpoint
+// answers while a reload waits on a cluster that does not answer.
+//
+// A dependency that is down at first and then appears is a small TCP
+// forwarder started by the test on a port where nothing listened: to dr
+// (127.0.0.1:29092; the broker advertises that address, so clients go there
+// directly after bootstrap) or to the S3 server. The test bed's own brokers
+// and S3 are never stopped.
+
+#include "json.h"
+#include "support.h"
+
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <list>
+#include <thread>
+
+using namespace rpl::test;
+
+namespace {
+
+bool has(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+// A port on 127.0.0.1 where nothing listens now.
+int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t n = sizeof a;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n) == 0);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+// Forwards every connection to 127.0.0.1:from_port to 127.0.0.1:to_port.
+class forwarder {
+public:
+    forwarder(int from_port, int to_port) : to_port_(to_port) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        const int one = 1;
+        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons(static_cast<uint16_t>(from_port));
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(fd_, 64) == 0);
+        acceptor_ = std::thread([this] { accept_loop(); });
+    }
+    ~forwarder() {
+        stop_ = true;
+        ::shutdown(fd_, SHUT_RDWR);
+        acceptor_.join();
+        ::close(fd_);
+        for (auto& t : pumps_) t.join();
+    }
+    forwarder(const forwarder&) = delete;
+    forwarder& operator=(const forwarder&) = delete;
+
+private:
+    void accept_loop() {
+        while (!stop_) {
+            const int c = ::accept(fd_, nullptr, nullptr);
+            if (c < 0) continue;
+            const int u = ::socket(AF_INET, SOCK_STREAM, 0);
+            sockaddr_in a{};
+            a.sin_family = AF_INET;
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            a.sin_port = htons(static_cast<uint16_t>(to_port_));
+            if (::connect(u, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+                ::close(u);
+                ::close(c);
+                continue;
+            }
+            pumps_.emplace_back([this, c, u] { pump(c, u); });
+        }
+    }
+    void pump(int a, int b) {
+        pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+        char buf[65536];
+        while (!stop_) {
+            if (::poll(fds, 2, 100) <= 0) continue;
+            bool closed = false;
+            for (int i = 0; i < 2 && !closed; ++i) {
+                if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+                const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+                closed = n <= 0;
+                for (ssize_t off = 0; !closed && off < n;) {
+                    const ssize_t w =
+                        ::write(fds[1 - i].fd, buf + off, static_cast<size_t>(n - off));
+                    closed = w <= 0;
+                    off += w > 0 ? w : 0;
+                }
+            }
+            if (closed) break;
+        }
+        ::close(a);
+        ::close(b);
+    }
+
+    int to_port_;
+    int fd_ = -1;
+    std::atomic<bool> stop_{false};
+    std::list<std::thread> pumps_;  // written by the acceptor only, joined after it
+    std::thread acceptor_;
+};
+
+int port_of(const std::string& host_port) {
+    return std::stoi(host_port.substr(host_port.rfind(':') + 1));
+}
+
+std::string head(const std::string& extra_clusters = "") {
+    const auto& b = testbed();
+    return "[daemon]\nstate_dir = \"" + temp_dir() + "/" + unique("state") +
+           "\"\nadmin_listen = \"127.0.0.1:0\"\n\n[clusters.primary]\nbootstrap = \"" + b.primary +
+           "\"\n\n[clusters.dr]\nbootstrap = \"" + b.dr + "\"\n\n" + extra_clusters;
+}
+
+std::string flow_section(const std::string& name, const std::string& target,
+                         const std::string& topic) {
+    return "[[flow]]\nname = \"" + name + "\"\nsource = \"primary\"\ntarget = \"" + target +
+           "\"\ntopics = [\"" + topic +
+           "\"]\nrefresh_interval = \"1s\"\nheartbeats = false\nemit_checkpoints = false\n"
+           "sync_group_offsets = false\n\n";
+}
+
+void produce_n(const std::string& topic, int n) {
+    producer p(testbed().primary);
+    for (int i = 0; i < n; ++i) {
+        record r;
+        r.value = topic + "#" + std::to_string(i);
+        p.produce(topic, r);
+    }
+    p.flush();
+}
+
+size_t mirrored(const std::string& target_topic) {
+    if (kcat_partitions(testbed().dr, target_topic) == 0) return 0;
+    return kcat_read(testbed().dr, target_topic).size();
+}
+
+// The unit named `name` in /status (flows and taps), or null.
+std::optional<json> unit_status(int port, const std::string& name) {
+    const std::string body = http_get(port, "/status");
+    if (body.empty()) return std::nullopt;
+    const json doc = json_reader(body).parse();
+    for (const char* list : {"flows", "taps"})
+        for (const auto& u : doc.at(list).a)
+            if (u.str("name") == name) return u;
+    return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("a_cluster_or_store_down_at_start_stops_only_its_units_which_start_when_it_answers") {
+    // Guards against a daemon that exits (or stops every flow) at start-up
+    // because one cluster or one tap's store does not answer, and against
+    // units that never start once it does.
+    const auto& b = testbed();
+    const std::string good = unique("sv-good"), late = unique("sv-late"),
+                      archived = unique("sv-tap");
+    for (const auto& t : {good, late, archived}) {
+        create_topic(b.primary, t, 2);
+        produce_n(t, 100);
+    }
+    const int kafka_port = free_port(), s3_port = free_port();
+    const std::string store = "s3://" + b.s3_bucket + "/" + unique("sv") +
+                              "?endpoint=http://127.0.0.1:" + std::to_string(s3_port) +
+                              "&path_style=true&region=us-east-1";
+    const std::string cfg =
+        head("[clusters.late]\nbootstrap = \"127.0.0.1:" + std::to_string(kafka_port) + "\"\n\n") +
+        flow_section("good", "dr", good) + flow_section("late", "late", late) +
+        "[[tap]]\nname = \"down\"\nsource = \"primary\"\ntopics = [\"" + archived +
+        "\"]\nstorage = \"" + store + "\"\ns3_access_key = \"" + b.s3_access_key +
+        "\"\ns3_secret_key = \"" + b.s3_secret_key + "\"\nsegment_max_interval = \"1s\"\n";
+    daemon_process d(write_file(unique("sv-start") + ".toml", cfg),
+                     temp_dir() + "/" + unique("sv-start") + ".log");
+    INFO(d.log());
+    REQUIRE_EVENTUALLY(20s, d.admin_port() > 0);
+    const int port = d.admin_port();
+
+    // The good flow mirrors while the others cannot start; both are named
+    // with their cause.
+    REQUIRE_EVENTUALLY(30s, mirrored("primary." + good) == 100);
+    REQUIRE_EVENTUALLY(30s, has(http_get(port, "/readyz"), "flow late is failed") &&
+                                has(http_get(port, "/readyz"), "tap down is failed"));
+    const std::string why = http_get(port, "/readyz");
+    CHECK(has(why, "127.0.0.1:" + std::to_string(kafka_port)));
+    CHECK(has(why, "127.0.0.1:" + std::to_string(s3_port)));
+    CHECK(has(http_get(port, "/status"), "\"name\":\"good\",\"state\":\"running\""));
+    const auto late_status = unit_status(port, "late");
+    REQUIRE(late_status);
+    CHECK(late_status->str("state") == "failed");
+    CHECK(has(late_status->str("last_error"), "127.0.0.1:" + std::to_string(kafka_port)));
+    CHECK(unit_status(port, "down")->str("state") == "failed");
+
+    // The dependencies appear: each unit starts on its own and catches up.
+    forwarder kafka_up(kafka_port, port_of(b.dr));
+    forwarder s3_up(s3_port, port_of(b.s3_endpoint));
+    REQUIRE_EVENTUALLY(90s, mirrored("primary." + late) == 100);
+    REQUIRE_EVENTUALLY(90s, has(http_get(port, "/metrics"),
+                                "replicatord_tap_records_archived_total{tap=\"down\"} 100"));
+    REQUIRE_EVENTUALLY(30s, http_get(port, "/readyz") == "ready\n");
+    CHECK(unit_status(port, "late")->i64("restarts") >= 1);
+    CHECK(unit_status(port, "down")->i64("restarts") >= 1);
+
+    d.signal(SIGTERM);
+    CHECK(d.wait(30s) == std::optional<int>(0));
+    for (const auto& t : {good, late, archived}) delete_topic(b.primary, t);
+    for (const auto& t : {good, late}) delete_topic(b.dr, "primary." + t);
+}
+
+TEST_CASE("a_failed_flow_is_restarted_until_it_runs_and_a_reload_restarts_it_even_unchanged") {
+    // Guards against a flow that failed once (here: its target topic has
+    // fewer partitions than the source) staying failed for good, and
+    // against a reload that keeps a failed flow because its settings did
+    // not change.
+    const auto& b = testbed();
+    const std::string topic = unique("sv-fail");
+    create_topic(b.primary, topic, 2);
+    create_topic(b.dr, "primary." + topic, 1);
+    produce_n(topic, 100);
+    const std::string path =
+        write_file(unique("sv-fail") + ".toml", head() + flow_section("narrow", "dr", topic));
+    daemon_process d(path, temp_dir() + "/" + unique("sv-fail") + ".log");
+    INFO(d.log());
+    REQUIRE_EVENTUALLY(20s, d.admin_port() > 0);
+    const int port = d.admin_port();
+
+    // Failed, with the cause, and being restarted.
+    REQUIRE_EVENTUALLY(30s, [&] {
+        const auto s = unit_status(port, "narrow");
+        return s && s->str("state") == "failed" && s->i64("restarts") >= 1;
+    }());
+    CHECK(has(unit_status(port, "narrow")->str("last_error"), "partitions"));
+    CHECK(has(http_get(port, "/readyz"), "flow narrow is failed"));
+    CHECK(has(http_get(port, "/metrics"), "replicatord_unit_restarts_total{flow=\"narrow\"}"));
+
+    // The same file again: the failed flow is restarted, not kept.
+    d.signal(SIGHUP);
+    REQUIRE_EVENTUALLY(30s, has(d.log(), "restarted flow narrow; unchanged -"));
+
+    // The cause goes away: the next restart runs and copies everything.
+    add_partitions(b.dr, "primary." + topic, 2);
+    REQUIRE_EVENTUALLY(60s, mirrored("primary." + topic) == 100);
+    REQUIRE_EVENTUALLY(30s, http_get(port, "/readyz") == "ready\n");
+    CHECK(has(d.log(), "flow narrow runs again after"));
+
+    d.signal(SIGTERM);
+    CHECK(d.wait(30s) == std::optional<int>(0));
+    delete_topic(b.primary, topic);
+    delete_topic(b.dr, "primary." + topic);
+}
+
+TEST_CASE("healthz_answers_while_a_reload_waits_on_a_cluster_that_does_not_answer") {
+    // Guards against a reload on the admin endpoint's thread: /healthz hung
+    // while the reload waited on a cluster (here, at least the 10 s probe of
+    // one that does not answer), long enough for a liveness probe to kill
+    // the daemon mid-reload.
+    const auto& b = testbed();
+    const std::string topic = unique("sv-hz");
+    create_topic(b.primary, topic, 1);
+    const std::string v1 = head() + flow_section("steady", "dr", topic);
+    const std::string v2 =
+        head("[clusters.nowhere]\nbootstrap = \"127.0.0.1:" + std::to_string(free_port()) +
+             "\"\n\n") +
+        flow_section("steady", "dr", topic) + flow_section("stuck", "nowhere", topic);
+    const std::string path = write_file(unique("sv-hz") + ".toml", v1);
+    daemon_process d(path, temp_dir() + "/" + unique("sv-hz") + ".log");
+    INFO(d.log());
+    REQUIRE_EVENTUALLY(20s, d.admin_port() > 0);
+    const int port = d.admin_port();
+    REQUIRE_EVENTUALLY(30s, http_get(port, "/readyz") == "ready\n");
+
+    {
+        std::ofstream(path + ".new") << v2;
+        REQUIRE(std::rename((path + ".new").c_str(), path.c_str()) == 0);
+    }
+    d.signal(SIGHUP);
+    REQUIRE_EVENTUALLY(10s, has(d.log(), "received SIGHUP"));
+    // Answered (curl gives up after 5 s) while the reload still waits.
+    CHECK(http_get(port, "/healthz") == "ok\n");
+    CHECK(has(http_get(port, "/status"), "\"reloading\":true"));
+    CHECK_FALSE(has(d.log(), "reloaded " + path));
+
+    REQUIRE_EVENTUALLY(60s, has(d.log(), "reloaded " + path));
+    CHECK(has(d.log(), "FAILED flow stuck"));
+    CHECK(has(http_get(port, "/readyz"), "flow stuck is failed"));
+    CHECK(has(http_get(port, "/status"), "\"name\":\"steady\",\"state\":\"running\""));
+    CHECK(http_get(port, "/healthz") == "ok\n");
+
+    d.signal(SIGTERM);
+    CHECK(d.wait(30s) == std::optional<int>(0));
+    delete_topic(b.primary, topic);
+    delete_topic(b.dr, "primary." + topic);
+}
