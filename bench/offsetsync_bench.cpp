@@ -14,6 +14,16 @@
 //                  the last 100: runs overlap on the source side, so lookups
 //                  take the painted-index path (the first one builds it)
 //
+//   compacted      --compacted N records (default 10M) of a compacted source:
+//                  every other source offset gone, the target contiguous. Run
+//                  twice: with holes kept inside runs (the index as it is)
+//                  and with no holes allowed (a run per hole, the index before
+//                  runs held holes). Measures the index on disk, the runs
+//                  topic after compaction (records and bytes: what a new
+//                  host reads), the start-up from it (decode + store::apply
+//                  of every record, no network) and from RocksDB
+//                  (store::open), and checks every answer of a sample.
+//
 // Flushes mimic the flow, which calls store::flush before every commit
 // (every 200 ms): here every --flush-every records (default 10000).
 // Latency is measured per call with steady_clock (its own cost is printed).
@@ -33,6 +43,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -51,6 +62,7 @@ struct options {
     int64_t records = 1'000'000;
     int64_t lookups = 1'000'000;
     int64_t flush_every = 10'000;
+    int64_t compacted = 10'000'000;
     std::string base = "/tmp";
     bool keep = false;
     bool smoke = false;
@@ -292,6 +304,83 @@ void run_history(const options& o, const history& h, std::vector<write_result>& 
     reads.push_back(l);
 }
 
+struct compacted_result {
+    std::string name;
+    int64_t records = 0;
+    size_t runs = 0;
+    double write_s = 0;          // record() + flush() for every record
+    uint64_t topic_records = 0;  // keys left after compaction of the runs topic
+    uint64_t topic_bytes = 0;    // their keys and values
+    disk_usage compacted;        // RocksDB after a full compaction
+    double catch_up_s = 0;       // a fresh store applying every topic record
+    double reopen_s = 0;         // store::open of the caught-up store
+};
+
+// The compacted-source case: record, keep what the runs topic would hold
+// after compaction (the latest value per key), rebuild a fresh store from it
+// as a new host would, and reopen that store as a restart would.
+compacted_result run_compacted(const options& o, int64_t max_holes, const char* name) {
+    compacted_result c;
+    c.name = name;
+    c.records = o.compacted;
+    scratch_dir written(o, std::string("compacted-w-") + std::to_string(max_holes));
+    std::map<std::string, std::string> topic;  // key -> latest value: compaction
+    {
+        auto s = value_or_die(store::open(written.path(), rpl::Logger("offsetsync"), max_holes),
+                              "store::open");
+        const auto t0 = clock_type::now();
+        for (int64_t i = 0; i < o.compacted;) {
+            const int64_t batch = std::min(o.flush_every, o.compacted - i);
+            for (int64_t j = 0; j < batch; ++j, ++i) {
+                if (auto r = s->record(flow, source_topic, 0, target_topic, 2 * i, i); !r)
+                    die("record: " + r.error().message);
+            }
+            for (const auto& r : value_or_die(s->flush(flow), "flush"))
+                topic[rpl::offsetsync::encode_key(r.key())] =
+                    rpl::offsetsync::encode_value(r.r, r.target_topic);
+        }
+        c.write_s = seconds_since(t0);
+        c.runs = s->runs(flow, source_topic, 0).size();
+    }
+    c.topic_records = topic.size();
+    for (const auto& [k, v] : topic) c.topic_bytes += k.size() + v.size();
+
+    scratch_dir rebuilt(o, std::string("compacted-r-") + std::to_string(max_holes));
+    {
+        const auto t0 = clock_type::now();
+        auto s = value_or_die(store::open(rebuilt.path(), rpl::Logger("offsetsync"), max_holes),
+                              "store::open (catch-up)");
+        for (const auto& [k, v] : topic) {
+            auto rec = value_or_die(rpl::offsetsync::decode_record(k, v), "decode_record");
+            (void)value_or_die(s->apply(rec), "store::apply");
+        }
+        c.catch_up_s = seconds_since(t0);
+        if (s->runs(flow, source_topic, 0).size() != c.runs)
+            die(std::string(name) + ": caught-up store has " +
+                std::to_string(s->runs(flow, source_topic, 0).size()) + " runs, wrote " +
+                std::to_string(c.runs));
+    }
+    compact(rebuilt.path());
+    c.compacted = measure(rebuilt.path());
+    const auto r0 = clock_type::now();
+    auto s = value_or_die(store::open(rebuilt.path(), rpl::Logger("offsetsync"), max_holes),
+                          "store::open (reopen)");
+    c.reopen_s = seconds_since(r0);
+    // Exact answers: source 2i is at target i, the hole 2i+1 answers i+1.
+    std::mt19937_64 rng(7);
+    std::uniform_int_distribution<int64_t> pick(0, o.compacted - 1);
+    for (int k = 0; k < 100'000; ++k) {
+        const int64_t i = pick(rng);
+        const auto at = value_or_die(s->translate(flow, source_topic, 0, 2 * i), "translate");
+        const auto hole = value_or_die(s->translate(flow, source_topic, 0, 2 * i + 1), "translate");
+        if (at.target_offset != i || at.kind != rpl::offsetsync::match_kind::exact ||
+            hole.target_offset != i + 1)
+            die(std::string(name) + ": wrong translation around source offset " +
+                std::to_string(2 * i));
+    }
+    return c;
+}
+
 // What one steady_clock::now() pair costs, so the latencies can be read.
 double clock_overhead_ns() {
     std::vector<int64_t> d(100'000);
@@ -319,18 +408,19 @@ void usage() {
     std::fprintf(
         stderr,
         "usage: bench_offsetsync [--smoke] [--records N] [--lookups N] "
-        "[--flush-every N] [--dir BASE] [--keep]\n"
+        "[--flush-every N] [--compacted N] [--dir BASE] [--keep]\n"
         "  --smoke        tiny sizes (20000 records/lookups); for ctest\n"
         "  --records N    records per scenario (default 1000000)\n"
         "  --lookups N    random lookups on the one-run-per-record store (default 1000000)\n"
         "  --flush-every N  store::flush after every N records (default 10000)\n"
+        "  --compacted N  records of the compacted-source case (default 10000000)\n"
         "  --dir BASE     where the scratch RocksDB directories go (default /tmp)\n"
         "  --keep         leave the scratch directories behind\n");
 }
 
 options parse(int argc, char** argv) {
     options o;
-    bool records_set = false, lookups_set = false;
+    bool records_set = false, lookups_set = false, compacted_set = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&]() -> std::string {
@@ -358,6 +448,9 @@ options parse(int argc, char** argv) {
             lookups_set = true;
         } else if (a == "--flush-every") {
             o.flush_every = number();
+        } else if (a == "--compacted") {
+            o.compacted = number();
+            compacted_set = true;
         } else if (a == "--dir") {
             o.base = next();
         } else if (a == "--keep") {
@@ -373,6 +466,7 @@ options parse(int argc, char** argv) {
     if (o.smoke) {
         if (!records_set) o.records = 20'000;
         if (!lookups_set) o.lookups = 20'000;
+        if (!compacted_set) o.compacted = 20'000;
         o.flush_every = std::min<int64_t>(o.flush_every, 1'000);
     }
     return o;
@@ -404,6 +498,10 @@ int main(int argc, char** argv) {
     std::vector<write_result> writes;
     std::vector<lookup_result> reads;
     for (const auto& h : histories) run_history(o, h, writes, reads);
+    const std::vector<compacted_result> compacted = {
+        run_compacted(o, rpl::offsetsync::max_holes_per_run, "holes in runs"),
+        run_compacted(o, 0, "run per hole"),
+    };
 
     std::printf("bench_offsetsync%s: %" PRId64 " records per scenario, flush every %" PRId64
                 " records, RocksDB %s, %u hardware threads\n\n",
@@ -445,6 +543,22 @@ int main(int argc, char** argv) {
         "builds the painted index after a re-send.\n\n",
         clock_overhead_ns());
 
+    std::printf("compacted source, %" PRId64
+                " records, every other source offset gone (--compacted):\n",
+                o.compacted);
+    std::printf("%-14s %9s %9s %13s %12s %12s %11s %9s\n", "index", "runs", "write",
+                "topic records", "topic bytes", "sst only", "catch-up", "reopen");
+    for (const auto& c : compacted)
+        std::printf(
+            "%-14s %9zu %7.1f s %13" PRIu64 " %12s %12s %9.2f s %6.0f ms\n", c.name.c_str(), c.runs,
+            c.write_s, c.topic_records, human(static_cast<double>(c.topic_bytes)).c_str(),
+            human(static_cast<double>(c.compacted.sst)).c_str(), c.catch_up_s, c.reopen_s * 1e3);
+    std::printf(
+        "\n  topic = the runs topic after compaction (latest value per key): what a new host "
+        "reads;\n  catch-up = a fresh store decoding and applying all of it (no network); "
+        "reopen = store::open.\n  \"run per hole\" (no holes in runs) is the index before runs "
+        "held holes.\n\n");
+
     auto find_w = [&](const char* n) -> const write_result& {
         for (const auto& w : writes)
             if (w.name == n) return w;
@@ -461,9 +575,14 @@ int main(int argc, char** argv) {
     std::printf(
         "summary: index per 1M records: no gaps %zu run %s, gap/10 %zu runs %s, gap/2 %zu "
         "runs %s, gap/1 %zu runs %s; lookups on %zu runs p50 %.2f us p99 %.2f us "
-        "(%.0f/s); %.0f s total\n",
+        "(%.0f/s); compacted %" PRId64
+        " records: %zu runs, %s on disk, catch-up %.2f s "
+        "(a run per hole: %zu runs, %s, %.2f s); %.0f s total\n",
         ng.runs, per_m(ng).c_str(), g10.runs, per_m(g10).c_str(), g2.runs, per_m(g2).c_str(),
-        g1.runs, per_m(g1).c_str(), lk.runs, lk.p50_us, lk.p99_us, lk.untimed_per_s,
+        g1.runs, per_m(g1).c_str(), lk.runs, lk.p50_us, lk.p99_us, lk.untimed_per_s, o.compacted,
+        compacted[0].runs, human(static_cast<double>(compacted[0].compacted.sst)).c_str(),
+        compacted[0].catch_up_s, compacted[1].runs,
+        human(static_cast<double>(compacted[1].compacted.sst)).c_str(), compacted[1].catch_up_s,
         seconds_since(t0));
     return 0;
 }

@@ -3,16 +3,22 @@
 //   delivery report (src, dst) ──store::record──> runs (src_start, dst_start, length)
 //   store::flush(flow) ──> RocksDB index ──> publisher ──> replicatord.offset-runs.internal
 //   catch_up(runs topic) ──> store::apply       (another host, or after disk loss)
+//   resume_catch_up(runs topic) ──> store::apply, position saved in the store
+//                                  (a start cut short continues where it stopped)
 //   committed source offset o ──store::translate──> target offset
 //
 // Owns the runs and their two copies (RocksDB index, compacted topic on the
 // target). Knows neither who feeds it nor who reads it.
 // Invariant: a translation never skips a replicated record and never points
-// past one (runs.h states it exactly; an oracle test checks it).
+// past one (runs.h states it exactly; an oracle test checks it). Exact, not
+// approximate: a run keeps the source holes it spans (compaction, markers)
+// where the target stayed contiguous, so it does not split at every hole,
+// and a hole offset still answers the target offset of the next record.
 // Thread model: store is mutex-protected (record/flush on the flow thread,
 // translate anywhere); a publisher belongs to one thread.
 #pragma once
 
+#include "offsetsync/catch_up.h"
 #include "offsetsync/run_codec.h"
 #include "offsetsync/runs.h"
 #include "offsetsync/store.h"

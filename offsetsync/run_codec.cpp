@@ -59,12 +59,27 @@ public:
         pos_ += static_cast<size_t>(len);
         return true;
     }
-    bool version() {
+    bool version(int16_t max_version = run_format_version) {
         int16_t v = 0;
         if (!i16(v, "version")) return false;
-        if (v != run_format_version)
-            return bad("unsupported version " + std::to_string(v) + " (this build reads version " +
-                       std::to_string(run_format_version) + ")");
+        if (v < run_format_version || v > max_version)
+            return bad("unsupported version " + std::to_string(v) + " (this build reads versions " +
+                       std::to_string(run_format_version) + " to " + std::to_string(max_version) +
+                       ")");
+        version_ = v;
+        return true;
+    }
+    [[nodiscard]] int16_t read_version() const noexcept { return version_; }
+    bool bytes(std::string& v, const char* field) {
+        const size_t at = pos_;
+        int32_t len = 0;
+        if (!i32(len, field)) return false;
+        if (len < 0 || static_cast<size_t>(len) > b_.size() - pos_)
+            return bad(std::string(field) + " has byte length " + std::to_string(len) +
+                       " at byte " + std::to_string(at) + " but " +
+                       std::to_string(b_.size() - pos_) + " bytes follow");
+        v.assign(b_.substr(pos_, static_cast<size_t>(len)));
+        pos_ += static_cast<size_t>(len);
         return true;
     }
     bool end() {
@@ -97,6 +112,7 @@ private:
     std::string_view b_;
     const char* what_;
     size_t pos_ = 0;
+    int16_t version_ = -1;
     std::string error_;
 };
 
@@ -135,13 +151,19 @@ std::string encode_key(std::string_view flow, std::string_view source_topic, int
 }
 
 std::string encode_value(const run& r, std::string_view target_topic) {
+    const bool holes = r.hole_count > 0;
     std::string out;
-    out.reserve(2 + 8 * 3 + 2 + target_topic.size());
-    put_be(out, static_cast<uint16_t>(run_format_version), 2);
+    out.reserve(2 + 8 * 3 + 2 + target_topic.size() + (holes ? 8 + r.holes.size() : 0));
+    put_be(out, static_cast<uint16_t>(holes ? run_format_version_holes : run_format_version), 2);
     put_be(out, static_cast<uint64_t>(r.src_start), 8);
     put_be(out, static_cast<uint64_t>(r.dst_start), 8);
     put_be(out, static_cast<uint64_t>(r.length), 8);
     put_string(out, target_topic);
+    if (holes) {
+        put_be(out, static_cast<uint32_t>(r.hole_count), 4);
+        put_be(out, static_cast<uint32_t>(r.holes.size()), 4);
+        out.append(r.holes);
+    }
     return out;
 }
 
@@ -163,10 +185,20 @@ Result<run_key> decode_key(std::string_view bytes) {
 Result<run_value> decode_value(std::string_view bytes) {
     reader in(bytes, "offset run value");
     run_value v;
-    if (in.version() && in.i64(v.r.src_start, "src_start") && in.i64(v.r.dst_start, "dst_start") &&
-        in.i64(v.r.length, "length") && in.str(v.target_topic, "target topic") && in.end()) {
+    int32_t hole_count = 0;
+    std::string holes;
+    if (in.version(run_format_version_holes) && in.i64(v.r.src_start, "src_start") &&
+        in.i64(v.r.dst_start, "dst_start") && in.i64(v.r.length, "length") &&
+        in.str(v.target_topic, "target topic") &&
+        (in.read_version() == run_format_version ||
+         (in.i32(hole_count, "hole count") && in.bytes(holes, "holes"))) &&
+        in.end()) {
         constexpr int64_t max = std::numeric_limits<int64_t>::max();
-        if (v.r.src_start < 0)
+        const bool with_holes = in.read_version() == run_format_version_holes;
+        if (with_holes && (hole_count < 1 || hole_count > max_holes_per_run))
+            in.bad("hole count " + std::to_string(hole_count) + " is not in 1.." +
+                   std::to_string(max_holes_per_run));
+        else if (v.r.src_start < 0)
             in.bad("negative src_start " + std::to_string(v.r.src_start));
         else if (v.r.dst_start < 0)
             in.bad("negative dst_start " + std::to_string(v.r.dst_start));
@@ -174,6 +206,10 @@ Result<run_value> decode_value(std::string_view bytes) {
             in.bad("length " + std::to_string(v.r.length) + " is not positive");
         else if (v.r.src_start > max - v.r.length || v.r.dst_start > max - v.r.length)
             in.bad("run end overflows INT64 (length " + std::to_string(v.r.length) + ")");
+        else if (with_holes && !v.r.set_holes(std::move(holes), hole_count))
+            in.bad("holes do not decode to " + std::to_string(hole_count) +
+                   " hole(s) inside a run of " + std::to_string(v.r.length) +
+                   " record(s) (each between two records, sizes >= 1, no trailing bytes)");
         else
             return v;
     }

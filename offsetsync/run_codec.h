@@ -5,7 +5,14 @@
 //   key   = version INT16 (0) | flow STRING | source topic STRING
 //           | source partition INT32 | dst_start INT64
 //   value = version INT16 (0) | src_start INT64 | dst_start INT64
-//           | length INT64 | target topic STRING
+//           | length INT64 | target topic STRING                 (no holes)
+//   value = version INT16 (1) | the same five fields | hole count INT32
+//           | holes BYTES (INT32 length; per hole two unsigned varints:
+//             records since the previous hole, source offsets skipped)
+//
+// A run without holes is always written as version 0, so a reader that
+// only knows version 0 (replicatord before holes) still reads those; it
+// skips version 1 records as corrupt. Both versions are read here.
 //
 // Kafka protocol types, big-endian; STRING = INT16 byte length + UTF-8 bytes.
 // dst_start is unique within a partition, so a key names one run and the
@@ -24,6 +31,8 @@
 namespace rpl::offsetsync {
 
 inline constexpr int16_t run_format_version = 0;
+// The value version of a run with holes inside (runs.h).
+inline constexpr int16_t run_format_version_holes = 1;
 // Longest flow or topic name a STRING can hold.
 inline constexpr size_t max_name_bytes = 32767;
 

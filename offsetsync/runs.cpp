@@ -4,8 +4,155 @@
 #include <iterator>
 #include <limits>
 #include <map>
+#include <string_view>
 
 namespace rpl::offsetsync {
+
+namespace {
+
+void put_varint(std::string& out, uint64_t v) {
+    while (v >= 0x80) {
+        out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+        v >>= 7;
+    }
+    out.push_back(static_cast<char>(v));
+}
+
+// Reads one unsigned LEB128 varint of at most 63 bits; false if truncated,
+// overlong or too large.
+bool get_varint(std::string_view s, size_t& pos, int64_t& v) noexcept {
+    uint64_t out = 0;
+    for (int shift = 0; shift < 63; shift += 7) {
+        if (pos >= s.size()) return false;
+        const auto b = static_cast<unsigned char>(s[pos++]);
+        out |= static_cast<uint64_t>(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            if (out > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return false;
+            v = static_cast<int64_t>(out);
+            return true;
+        }
+    }
+    return false;
+}
+
+// Walks the holes in order: f(records_before_hole, source_offset_of_hole,
+// size). Stops early when f returns false. The holes are trusted (checked
+// by holes_valid() where they come from outside).
+template <class F>
+void for_each_hole(const run& r, F&& f) {
+    size_t pos = 0;
+    int64_t at = 0;
+    int64_t src = r.src_start;
+    for (int64_t i = 0; i < r.hole_count; ++i) {
+        int64_t gap = 0, size = 0;
+        if (!get_varint(r.holes, pos, gap) || !get_varint(r.holes, pos, size)) return;
+        // Only a corrupt record gets here with these (holes_valid() rejects it).
+        constexpr int64_t max = std::numeric_limits<int64_t>::max();
+        if (gap > max - src || size > max - (src + gap)) return;
+        at += gap;
+        src += gap;
+        if (!f(at, src, size)) return;
+        src += size;
+    }
+}
+
+}  // namespace
+
+void run::add_hole(int64_t size) {
+    put_varint(holes, static_cast<uint64_t>(length - last_hole_at));
+    put_varint(holes, static_cast<uint64_t>(size));
+    ++hole_count;
+    skipped += size;
+    last_hole_at = length;
+}
+
+run::position run::locate(int64_t o) const noexcept {
+    // Records before the current hole sit at source offsets that advance by
+    // one per record; a hole moves the source on without a record.
+    position p{o - src_start, true};
+    int64_t before = 0;  // skipped by holes passed so far
+    for_each_hole(*this, [&](int64_t at, int64_t hole_src, int64_t size) {
+        if (o < hole_src) return false;
+        if (o < hole_src + size) {
+            p = {at, false};
+            return false;
+        }
+        before += size;
+        p = {o - src_start - before, true};
+        return true;
+    });
+    return p;
+}
+
+int64_t run::src_of(int64_t index) const noexcept {
+    int64_t before = 0;
+    for_each_hole(*this, [&](int64_t at, int64_t, int64_t size) {
+        if (at > index) return false;
+        before += size;
+        return true;
+    });
+    return src_start + index + before;
+}
+
+run run::prefix(int64_t n) const {
+    run out{src_start, dst_start, n};
+    if (n >= length) return *this;
+    for_each_hole(*this, [&](int64_t at, int64_t, int64_t size) {
+        if (at >= n) return false;
+        out.length = at;
+        out.add_hole(size);
+        return true;
+    });
+    out.length = n;
+    return out;
+}
+
+std::vector<run> run::pieces() const {
+    std::vector<run> out;
+    int64_t prev_at = 0;
+    int64_t prev_src = src_start;
+    for_each_hole(*this, [&](int64_t at, int64_t hole_src, int64_t size) {
+        out.push_back(run{prev_src, dst_start + prev_at, at - prev_at});
+        prev_at = at;
+        prev_src = hole_src + size;
+        return true;
+    });
+    out.push_back(run{prev_src, dst_start + prev_at, length - prev_at});
+    return out;
+}
+
+bool run::holes_valid() const noexcept {
+    size_t pos = 0;
+    int64_t at = 0;
+    int64_t total = 0;
+    constexpr int64_t max = std::numeric_limits<int64_t>::max();
+    if (hole_count < 0 || hole_count > max_holes_per_run) return false;
+    for (int64_t i = 0; i < hole_count; ++i) {
+        int64_t gap = 0, size = 0;
+        if (!get_varint(holes, pos, gap) || !get_varint(holes, pos, size)) return false;
+        if (gap < 1 || size < 1 || gap > max - at || size > max - total) return false;
+        at += gap;
+        total += size;
+    }
+    // Every hole is followed by a record: the run never ends in a hole.
+    if (pos != holes.size() || (hole_count > 0 && at >= length)) return false;
+    return skipped == total && last_hole_at == at && src_start <= max - length - total;
+}
+
+bool run::set_holes(std::string packed, int64_t count) {
+    holes = std::move(packed);
+    hole_count = count;
+    skipped = 0;
+    last_hole_at = 0;
+    if (count < 0 || count > max_holes_per_run) return false;
+    for_each_hole(*this, [&](int64_t at, int64_t, int64_t size) {
+        if (size > std::numeric_limits<int64_t>::max() - skipped) return false;
+        skipped += size;
+        last_hole_at = at;
+        return true;
+    });
+    return holes_valid();
+}
 
 const char* to_string(match_kind k) noexcept {
     switch (k) {
@@ -27,6 +174,14 @@ add_result partition_runs::add(int64_t src, int64_t dst) noexcept {
             if (first_dirty_ == clean) first_dirty_ = runs_.size() - 1;
             return add_result::extended;
         }
+        // A source hole, target contiguous: the run keeps it (exact, see the
+        // header) while it has room.
+        if (src > last.src_end() && dst == last.dst_end() && last.hole_count < max_holes_) {
+            last.add_hole(src - last.src_end());
+            ++last.length;
+            if (first_dirty_ == clean) first_dirty_ = runs_.size() - 1;
+            return add_result::extended;
+        }
         // The source went back (a re-send): from now on runs overlap on the
         // source side and lookups need the painted index.
         if (src < last.src_end()) monotone_ = false;
@@ -36,17 +191,26 @@ add_result partition_runs::add(int64_t src, int64_t dst) noexcept {
     return add_result::started;
 }
 
+// Two versions of the run with the same dst_start: the shorter must be the
+// longer one's prefix (a run only grows at its end), holes included.
+merge_result partition_runs::compare_versions(const run& known, const run& r) {
+    if (known.src_start != r.src_start) return merge_result::conflict;
+    if (r.length <= known.length)
+        return known.prefix(r.length) == r ? merge_result::unchanged : merge_result::conflict;
+    return r.prefix(known.length) == known ? merge_result::extended : merge_result::conflict;
+}
+
 merge_result partition_runs::classify(const run& r) const {
     if (r.length <= 0 || r.src_start < 0 || r.dst_start < 0 ||
         r.src_start > std::numeric_limits<int64_t>::max() - r.length ||
-        r.dst_start > std::numeric_limits<int64_t>::max() - r.length)
+        r.dst_start > std::numeric_limits<int64_t>::max() - r.length || !r.holes_valid())
         return merge_result::conflict;
     auto it = std::lower_bound(runs_.begin(), runs_.end(), r.dst_start,
                                [](const run& a, int64_t d) { return a.dst_start < d; });
     const auto pos = static_cast<size_t>(it - runs_.begin());
     if (it != runs_.end() && it->dst_start == r.dst_start) {
-        if (it->src_start != r.src_start) return merge_result::conflict;
-        if (r.length <= it->length) return merge_result::unchanged;
+        const merge_result m = compare_versions(*it, r);
+        if (m != merge_result::extended) return m;
         if (pos + 1 < runs_.size() && runs_[pos + 1].dst_start < r.dst_end())
             return merge_result::conflict;
         return merge_result::extended;
@@ -63,7 +227,7 @@ merge_result partition_runs::merge(const run& r) {
                                [](const run& a, int64_t d) { return a.dst_start < d; });
     const auto pos = static_cast<size_t>(it - runs_.begin());
     if (m == merge_result::extended) {
-        it->length = r.length;
+        *it = r;
         // Growing the last run keeps the frozen index and the monotone flag
         // valid, exactly like add() extending it.
         if (pos + 1 != runs_.size()) {
@@ -159,7 +323,7 @@ std::optional<int64_t> partition_runs::reverse_lookup(int64_t d) const {
     auto it = std::partition_point(runs_.begin(), runs_.end(),
                                    [d](const run& r) { return r.dst_end() <= d; });
     if (it == runs_.end()) return src_end();
-    int64_t answer = it->src_start + std::max<int64_t>(0, d - it->dst_start);
+    int64_t answer = it->src_of(std::max<int64_t>(0, d - it->dst_start));
     if (monotone_) return answer;
     for (auto later = std::next(it); later != runs_.end(); ++later)
         answer = std::min(answer, later->src_start);
@@ -172,19 +336,37 @@ translation partition_runs::lookup_monotone(int64_t o) const {
     auto it = std::partition_point(runs_.begin(), runs_.end(),
                                    [o](const run& r) { return r.src_end() <= o; });
     if (it == runs_.end()) return {runs_.back().dst_end(), match_kind::past_end};
-    if (it->src_start <= o) return {it->dst_start + (o - it->src_start), match_kind::exact};
-    return {it->dst_start, match_kind::gap};
+    if (it->src_start > o) return {it->dst_start, match_kind::gap};
+    const run::position at = it->locate(o);
+    return {it->dst_start + at.index, at.replicated ? match_kind::exact : match_kind::gap};
 }
 
 // Paints the frozen runs (all but the last) in target order onto the source
 // axis: a later run hides what an earlier run said about the same source
 // offsets, because its copies are the later ones. Rebuilt only when a run
 // other than the growing last one changed, or a new run started.
+run partition_runs::tail() const {
+    const run& last = runs_.back();
+    return run{last.src_start + last.last_hole_at + last.skipped,
+               last.dst_start + last.last_hole_at, last.length - last.last_hole_at};
+}
+
 void partition_runs::rebuild_index() const {
     const size_t frozen = runs_.size() - 1;
+    // Hole-free pieces in target order: every frozen run's, then the last
+    // run's up to its tail.
+    std::vector<run> frozen_pieces;
+    for (size_t i = 0; i <= frozen; ++i) {
+        if (runs_[i].hole_count == 0) {
+            if (i < frozen) frozen_pieces.push_back(runs_[i]);
+            continue;
+        }
+        auto p = runs_[i].pieces();
+        if (i == frozen) p.pop_back();
+        frozen_pieces.insert(frozen_pieces.end(), p.begin(), p.end());
+    }
     std::map<int64_t, run> painted;
-    for (size_t i = 0; i < frozen; ++i) {
-        const run& r = runs_[i];
+    for (const run& r : frozen_pieces) {
         const int64_t a = r.src_start;
         const int64_t e = r.src_end();
         auto it = painted.lower_bound(a);
@@ -212,7 +394,7 @@ void partition_runs::rebuild_index() const {
     x.segments.clear();
     x.segments.reserve(painted.size());
     for (const auto& [start, seg] : painted) x.segments.push_back(seg);
-    const int64_t last_src = runs_.back().src_start;
+    const int64_t last_src = tail().src_start;
     const size_t n = x.segments.size();
     const auto before = static_cast<size_t>(
         std::partition_point(x.segments.begin(), x.segments.end(),
@@ -227,11 +409,11 @@ void partition_runs::rebuild_index() const {
         x.min_from_before_last[i] = m = std::min(m, x.segments[i].dst_start);
     x.epoch = epoch_;
     x.frozen_count = frozen;
-    x.last_src_start = last_src;
+    x.tail_src_start = last_src;
 }
 
 // The smallest target offset of a visible frozen copy with source offset in
-// [from, to). `before_last` means to == the last run's source start, whose
+// [from, to). `before_last` means to == the tail's source start, whose
 // suffix minima were precomputed; otherwise to is unbounded.
 std::optional<int64_t> partition_runs::frozen_min(int64_t from, int64_t to,
                                                   bool before_last) const {
@@ -250,13 +432,13 @@ std::optional<int64_t> partition_runs::frozen_min(int64_t from, int64_t to,
 
 // With re-sends, runs overlap on the source side. F(s), the latest copy of s,
 // comes from the last run (in target order) covering s. The answer is
-// min F(s) over s >= o. Every target offset of the last run is above every
-// frozen one, so the last run only matters where no visible frozen copy
-// remains at or after o outside its source range.
+// min F(s) over s >= o. Every target offset of the tail (the last run after
+// its last hole) is above every other one, so the tail only matters where no
+// visible frozen copy remains at or after o outside its source range.
 translation partition_runs::lookup_general(int64_t o) const {
-    const run& last = runs_.back();
+    const run last = tail();
     if (index_.epoch != epoch_ || index_.frozen_count != runs_.size() - 1 ||
-        index_.last_src_start != last.src_start)
+        index_.tail_src_start != last.src_start)
         rebuild_index();
 
     std::optional<int64_t> latest_copy_of_o;
@@ -277,7 +459,7 @@ translation partition_runs::lookup_general(int64_t o) const {
         best = best ? std::min(*best, *after) : *after;
     if (!best && o < last.src_end())
         best = last.dst_start + (std::max(o, last.src_start) - last.src_start);
-    if (!best) return {last.dst_end(), match_kind::past_end};
+    if (!best) return {runs_.back().dst_end(), match_kind::past_end};
     if (!latest_copy_of_o) return {*best, match_kind::gap};
     return {*best, *best == *latest_copy_of_o ? match_kind::exact : match_kind::resend_pending};
 }

@@ -1,8 +1,9 @@
 // Runs of one source partition: the exact source -> target offset map, kept
-// as (src_start, dst_start, length) triples, and the lookup rule.
+// as (src_start, dst_start, length, holes) and the lookup rule.
 //
-//   delivery (src, dst) ──add──> extend the last run if both sides advanced by
-//                                exactly one, else start a new run
+//   delivery (src, dst) ──add──> extend the last run if the target advanced by
+//                                exactly one and the source by one or more
+//                                (a source hole), else start a new run
 //   committed source position o ──lookup──> target position t
 //
 // Lookup invariant (tested against a brute-force oracle in
@@ -13,26 +14,76 @@
 //
 // so every source record at or after o has a copy at or after t (never skip a
 // record), and t is the largest position with that property (never point past
-// one, re-read as little as possible). Not thread-safe: the store serialises.
+// one, re-read as little as possible).
+//
+// Holes inside a run. A compacted or transactional source skips offsets the
+// target does not (the target stays contiguous). Such a hole is kept inside
+// the run, as (records before it, offsets skipped), instead of starting a new
+// run: the run's records are its source offsets minus its holes, in order, at
+// consecutive target offsets. That is exact, not an approximation: a source
+// offset o inside a hole was never replicated, and its answer is the target
+// offset of the first record after the hole, which is the run's next target
+// offset; a replicated o answers its own copy. The hole positions themselves
+// cannot be dropped (the answer for o is the count of records below it), but
+// a hole costs two varints inside one record instead of a record of its own.
+// A run holds at most max_holes_per_run holes, so one record stays small.
+// A run never starts or ends in a hole. Not thread-safe: the store serialises.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace rpl::offsetsync {
 
-// Source records src_start .. src_start+length-1 sit at target offsets
-// dst_start .. dst_start+length-1, in that order.
+// Holes per run at most: a run is one record in RocksDB and in the runs
+// topic, rewritten while it grows, so its size is bounded (a hole takes 2 to
+// 6 bytes: two varints).
+inline constexpr int64_t max_holes_per_run = 1024;
+
+// Source records src_start .. src_end()-1, except the holes, sit at target
+// offsets dst_start .. dst_start+length-1, in that order. Without holes that
+// is src_start + i -> dst_start + i.
 struct run {
     int64_t src_start = 0;
     int64_t dst_start = 0;
-    int64_t length = 0;
+    int64_t length = 0;  // records (= target offsets) in the run
+    // The holes, packed as they are stored and published (run_codec.h): per
+    // hole, unsigned LEB128 varints (records since the previous hole or the
+    // run's start, >= 1; source offsets skipped, >= 1). Empty for a plain run.
+    std::string holes;
+    int64_t hole_count = 0;
+    int64_t skipped = 0;       // source offsets skipped by all holes
+    int64_t last_hole_at = 0;  // records before the last hole (0 if none)
 
-    [[nodiscard]] int64_t src_end() const noexcept { return src_start + length; }
+    [[nodiscard]] int64_t src_end() const noexcept { return src_start + length + skipped; }
     [[nodiscard]] int64_t dst_end() const noexcept { return dst_start + length; }
     bool operator==(const run&) const = default;
+
+    // Appends a hole of `size` source offsets after the run's current last
+    // record (the caller then adds the record that follows it).
+    void add_hole(int64_t size);
+    // Where source offset o (src_start <= o < src_end()) sits: the index of
+    // its record, or of the first record after it when o is in a hole.
+    struct position {
+        int64_t index = 0;
+        bool replicated = false;
+    };
+    [[nodiscard]] position locate(int64_t o) const noexcept;
+    // Source offset of the run's record `index` (0 <= index < length).
+    [[nodiscard]] int64_t src_of(int64_t index) const noexcept;
+    // The run's first n records (1 <= n <= length), holes among them kept.
+    [[nodiscard]] run prefix(int64_t n) const;
+    // The run as hole-free pieces, in order.
+    [[nodiscard]] std::vector<run> pieces() const;
+    // Ok if `holes` decodes to hole_count well-formed holes inside the run
+    // and the derived fields agree with it (a decoder's check).
+    [[nodiscard]] bool holes_valid() const noexcept;
+    // Takes packed holes as read from a record and derives skipped and
+    // last_hole_at; false (run unusable) unless holes_valid() then holds.
+    [[nodiscard]] bool set_holes(std::string packed, int64_t count);
 };
 
 // How a translation was found.
@@ -60,7 +111,7 @@ struct translation {
 };
 
 enum class add_result {
-    extended,  // the last run grew by one; no allocation
+    extended,  // the last run grew by one (across a source hole, if any)
     started,   // a new run began (a side skipped or the source went back)
     rejected,  // negative offset, or dst not after the last target offset
 };
@@ -74,9 +125,16 @@ enum class merge_result {
 
 class partition_runs {
 public:
+    // `max_holes` per run: max_holes_per_run but in tests, which lower it to
+    // make runs end at the cap often.
+    explicit partition_runs(int64_t max_holes = max_holes_per_run) noexcept
+        : max_holes_(max_holes) {}
+
     // A delivery report, in delivery order. Target offsets of one partition
     // only grow; a dst at or before the last one is rejected (the target
-    // partition was recreated or the caller mixed partitions).
+    // partition was recreated or the caller mixed partitions). A source hole
+    // with the target contiguous extends the last run (see the header) while
+    // it has room and does not overlap earlier runs on the source side.
     add_result add(int64_t src, int64_t dst) noexcept;
 
     // A run learnt from elsewhere (RocksDB on start, the runs topic during
@@ -123,28 +181,34 @@ public:
 private:
     static constexpr size_t clean = static_cast<size_t>(-1);
 
-    // Visible pieces of the frozen runs (all but the last), sorted by source
-    // offset: where runs overlap on the source side (re-sends), the later
-    // run hides the earlier one, since it holds the later copy.
+    // Visible pieces of the frozen part (every run but the last, and the
+    // last run up to its last hole), sorted by source offset: where runs
+    // overlap on the source side (re-sends), the later run hides the earlier
+    // one, since it holds the later copy. What is left of the last run, its
+    // tail after its last hole, grows without invalidating the index.
     struct frozen_index {
         uint64_t epoch = 0;
         size_t frozen_count = static_cast<size_t>(-1);
-        int64_t last_src_start = -1;
+        int64_t tail_src_start = -1;
         std::vector<run> segments;
         // Minimum dst_start over segments[i..end), and over segments[i..m)
-        // where m = number of segments starting before the last run's source
+        // where m = number of segments starting before the tail's source
         // start (suffix minima for the two ranges a lookup asks about).
         std::vector<int64_t> min_from;
         std::vector<int64_t> min_from_before_last;
     };
 
     void recompute_monotone() noexcept;
+    // The last run's final hole-free piece.
+    [[nodiscard]] run tail() const;
     void rebuild_index() const;
     [[nodiscard]] std::optional<int64_t> frozen_min(int64_t from, int64_t to,
                                                     bool before_last) const;
     [[nodiscard]] translation lookup_monotone(int64_t o) const;
     [[nodiscard]] translation lookup_general(int64_t o) const;
+    [[nodiscard]] static merge_result compare_versions(const run& known, const run& r);
 
+    int64_t max_holes_ = max_holes_per_run;
     std::vector<run> runs_;
     size_t first_dirty_ = clean;
     // True while every run starts at or after the previous run's source end:

@@ -10,6 +10,11 @@
 
 namespace rpl::offsetsync {
 
+namespace {
+// A run key starts with its version, INT16 0: these bytes never do.
+constexpr std::string_view meta_prefix = "\xff\xff";
+}  // namespace
+
 std::string store::describe(std::string_view flow, std::string_view topic, int32_t partition) {
     std::string s = "flow ";
     s += flow;
@@ -20,12 +25,14 @@ std::string store::describe(std::string_view flow, std::string_view topic, int32
     return s;
 }
 
-store::store(std::filesystem::path path, std::unique_ptr<rocksdb::DB> db, Logger log)
-    : path_(std::move(path)), log_(std::move(log)), db_(std::move(db)) {}
+store::store(std::filesystem::path path, std::unique_ptr<rocksdb::DB> db, Logger log,
+             int64_t max_holes)
+    : path_(std::move(path)), log_(std::move(log)), max_holes_(max_holes), db_(std::move(db)) {}
 
 store::~store() = default;
 
-Result<std::unique_ptr<store>> store::open(const std::filesystem::path& dir, const Logger& log) {
+Result<std::unique_ptr<store>> store::open(const std::filesystem::path& dir, const Logger& log,
+                                           int64_t max_holes) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec)
@@ -44,7 +51,7 @@ Result<std::unique_ptr<store>> store::open(const std::filesystem::path& dir, con
         return fail(code,
                     "offset store " + dir.string() + ": cannot open RocksDB: " + st.ToString());
     }
-    std::unique_ptr<store> s(new store(dir, std::unique_ptr<rocksdb::DB>(raw), log));
+    std::unique_ptr<store> s(new store(dir, std::unique_ptr<rocksdb::DB>(raw), log, max_holes));
     RPL_TRY(s->load());
     return s;
 }
@@ -55,6 +62,8 @@ Result<void> store::load() {
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
         const auto key = it->key();
         const auto value = it->value();
+        // Catch-up positions, not runs (they sort last).
+        if (key.starts_with(rocksdb::Slice(meta_prefix.data(), meta_prefix.size()))) continue;
         auto rec = decode_record(std::string_view(key.data(), key.size()),
                                  std::string_view(value.data(), value.size()));
         if (!rec)
@@ -64,7 +73,10 @@ Result<void> store::load() {
         auto& r = rec.value();
         auto [pit, inserted] =
             parts_.try_emplace(partition_id{r.flow, r.source_topic, r.partition});
-        if (inserted) pit->second.target_topic = r.target_topic;
+        if (inserted) {
+            pit->second.target_topic = r.target_topic;
+            pit->second.runs = partition_runs(max_holes_);
+        }
         const std::string where = describe(r.flow, r.source_topic, r.partition);
         if (pit->second.target_topic != r.target_topic)
             return fail(errc::corrupt, "offset store " + path_.string() + ": " + where +
@@ -109,6 +121,7 @@ Result<void> store::record(std::string_view flow, std::string_view source_topic,
                  .try_emplace(partition_id{std::string(flow), std::string(source_topic), partition})
                  .first;
         it->second.target_topic = target_topic;
+        it->second.runs = partition_runs(max_holes_);
     } else if (it->second.target_topic != target_topic) {
         return fail(errc::conflict, "offset store: " + describe(flow, source_topic, partition) +
                                         ": delivery into " + std::string(target_topic) +
@@ -172,6 +185,7 @@ Result<merge_result> store::apply(const run_record& r) {
     if (created) {
         it = parts_.try_emplace(partition_id{r.flow, r.source_topic, r.partition}).first;
         it->second.target_topic = r.target_topic;
+        it->second.runs = partition_runs(max_holes_);
     }
     partition_runs& runs = it->second.runs;
     // Decide, write, then change memory: a failed write changes nothing, so
@@ -296,6 +310,38 @@ Result<std::vector<run_record>> store::forget(std::string_view flow, std::string
     unlist(&it->second);
     parts_.erase(it);
     return out;
+}
+
+std::string store::position_key(std::string_view source) {
+    std::string k(meta_prefix);
+    k += "catch-up ";
+    k += source;
+    return k;
+}
+
+Result<int64_t> store::catch_up_position(std::string_view source) const {
+    std::string v;
+    const rocksdb::Status st = db_->Get(rocksdb::ReadOptions(), position_key(source), &v);
+    if (st.IsNotFound()) return int64_t{0};
+    if (!st.ok())
+        return fail(errc::io, "offset store " + path_.string() +
+                                  ": reading the catch-up position of " + std::string(source) +
+                                  ": " + st.ToString());
+    int64_t next = 0;
+    if (v.size() != 8)
+        return fail(errc::corrupt, "offset store " + path_.string() + ": catch-up position of " +
+                                       std::string(source) + " is " + std::to_string(v.size()) +
+                                       " bytes, not 8");
+    for (const char c : v) next = (next << 8) | static_cast<unsigned char>(c);
+    return next;
+}
+
+Result<void> store::save_catch_up_position(std::string_view source, int64_t next) {
+    std::string v;
+    for (int i = 7; i >= 0; --i)
+        v.push_back(static_cast<char>((static_cast<uint64_t>(next) >> (8 * i)) & 0xff));
+    return write({{position_key(source), v}}, {},
+                 "saving the catch-up position of " + std::string(source));
 }
 
 void store::unlist(const partition_state* st) {

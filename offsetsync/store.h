@@ -8,7 +8,9 @@
 //   translate(o) ──> partition_runs::lookup (see runs.h for the invariant)
 //
 // RocksDB key/value = the run record's Kafka key/value bytes (run_codec.h),
-// so a partition's runs are contiguous and in dst_start order.
+// so a partition's runs are contiguous and in dst_start order. One more kind
+// of key, starting with bytes ff ff (never a run key, whose version is 0):
+// how far a resumable catch-up has read a runs topic (catch_up.h).
 // Thread model: one mutex around everything. record()/flush() come from the
 // flow thread, translate() from any thread.
 #pragma once
@@ -51,8 +53,11 @@ public:
     // errc::io if the directory cannot be opened (another process holds it,
     // permissions); errc::corrupt if a stored run does not decode or
     // contradicts another (delete the directory: catch_up rebuilds it).
+    // `max_holes` is the holes a run may hold (runs.h); the benchmark sets 0
+    // to measure a run per hole, as before runs held holes.
     [[nodiscard]] static Result<std::unique_ptr<store>> open(
-        const std::filesystem::path& dir, const Logger& log = Logger("offsetsync"));
+        const std::filesystem::path& dir, const Logger& log = Logger("offsetsync"),
+        int64_t max_holes = max_holes_per_run);
     ~store();
     store(const store&) = delete;
     store& operator=(const store&) = delete;
@@ -110,6 +115,13 @@ public:
                                                          std::string_view source_topic,
                                                          int32_t partition);
 
+    // The next offset a resumable catch-up reads from the runs topic named by
+    // `source` (any stable name for topic and cluster; catch_up.h); 0 if it
+    // never read it. Everything below it has been applied to this store.
+    [[nodiscard]] Result<int64_t> catch_up_position(std::string_view source) const;
+    // Records that every record of `source` below `next` has been applied.
+    [[nodiscard]] Result<void> save_catch_up_position(std::string_view source, int64_t next);
+
     // Partitions with runs for a flow, sorted.
     [[nodiscard]] std::vector<partition_ref> partitions(std::string_view flow) const;
     // A partition's runs in target order (empty if unknown).
@@ -145,7 +157,8 @@ private:
     };
     using partition_map = std::map<partition_id, partition_state, id_less>;
 
-    store(std::filesystem::path path, std::unique_ptr<rocksdb::DB> db, Logger log);
+    store(std::filesystem::path path, std::unique_ptr<rocksdb::DB> db, Logger log,
+          int64_t max_holes);
     [[nodiscard]] Result<void> write(const std::vector<std::pair<std::string, std::string>>& puts,
                                      const std::vector<std::string>& deletes,
                                      const std::string& what);
@@ -153,9 +166,11 @@ private:
     [[nodiscard]] static std::string describe(std::string_view flow, std::string_view topic,
                                               int32_t partition);
     void unlist(const partition_state* st);
+    [[nodiscard]] static std::string position_key(std::string_view source);
 
     std::filesystem::path path_;
     Logger log_;
+    int64_t max_holes_ = max_holes_per_run;
     mutable std::mutex mu_;
     // Destroyed after parts_ (declared first): nothing refers back to it.
     std::unique_ptr<rocksdb::DB> db_;

@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -277,4 +278,83 @@ TEST_CASE(
     CHECK(d.wait(30s) == std::optional<int>(0));
     delete_topic(b.primary, topic);
     delete_topic(b.dr, "primary." + topic);
+}
+
+TEST_CASE("a_catch_up_cut_short_continues_where_it_stopped_instead_of_starting_over") {
+    // Guards against the start-up catch-up reading the runs topic from the
+    // beginning every time under a fixed deadline: with a large topic
+    // (a compacted or transactional source) a start that was cut short
+    // started over next time, and a daemon that could not read it all within
+    // the deadline could never start.
+    const rpl::Logger log("offsetsync-test");
+    const std::string topic = unique("os-runs-resume");
+    const std::string flow = unique("os-resume");
+    create_topic(testbed().dr, topic, 1, {{"cleanup.policy", "compact"}});
+    producer p(testbed().dr);
+    auto put_runs = [&](int from, int to) {
+        for (int i = from; i < to; ++i) {
+            record r;
+            r.partition = 0;
+            rpl::offsetsync::run x{20 * i, 10 * i, 5};
+            if (i % 2 == 1) {  // every other run has a compaction hole inside
+                x.length = 2;
+                x.add_hole(3);
+                x.length = 5;
+            }
+            r.key = encode_key(flow, "t", 0, x.dst_start);
+            r.value = encode_value(x, "x.t");
+            p.produce(topic, r);
+        }
+        p.flush();
+    };
+    put_runs(0, 60);
+    scratch_dir dir;
+    resume_options opts;
+    opts.topic = topic;
+    opts.save_every = 7;
+    {
+        // Stopped before it read anything: nothing saved past what was applied.
+        std::atomic<bool> stop{true};
+        resume_options stopped = opts;
+        stopped.stop = &stop;
+        auto s = open_store(dir.path);
+        auto r = resume_catch_up(dr_endpoint(), *s, log, stopped);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == rpl::errc::cancelled);
+        CHECK(s->catch_up_position(catch_up_source(dr_endpoint(), topic)).value() == 0);
+    }
+    {
+        auto s = open_store(dir.path);
+        auto r = resume_catch_up(dr_endpoint(), *s, log, opts);
+        REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
+        CHECK(r.value().resumed_from == 0);
+        CHECK(r.value().applied.applied == 60);
+        CHECK(r.value().end_offset == 60);
+    }
+    put_runs(60, 100);
+    // A restart: only what was added since is read.
+    auto s = open_store(dir.path);
+    auto r = resume_catch_up(dr_endpoint(), *s, log, opts);
+    REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
+    CHECK(r.value().resumed_from == 60);
+    CHECK(r.value().applied.applied == 40);
+    CHECK(r.value().applied.unchanged == 0);
+    CHECK(s->runs(flow, "t", 0).size() == 100);
+    // Every run, holes included, answers as written: source 20i+3 is the
+    // hole of run i (odd i) and answers the record after it.
+    CHECK(s->translate(flow, "t", 0, 20 * 51 + 6).value() ==
+          translation{10 * 51 + 3, match_kind::exact});
+    CHECK(s->translate(flow, "t", 0, 20 * 51 + 3).value() ==
+          translation{10 * 51 + 2, match_kind::gap});
+    CHECK(s->translate(flow, "t", 0, 20 * 50 + 3).value() ==
+          translation{10 * 50 + 3, match_kind::exact});
+
+    // A topic that now ends below the saved position was recreated: read
+    // again from the start, not skipped.
+    REQUIRE(s->save_catch_up_position(catch_up_source(dr_endpoint(), topic), 5000));
+    auto again = resume_catch_up(dr_endpoint(), *s, log, opts);
+    REQUIRE_MESSAGE(again.has_value(), (again ? "" : again.error().message));
+    CHECK(again.value().applied.unchanged == 100);
+    CHECK(s->catch_up_position(catch_up_source(dr_endpoint(), topic)).value() == 100);
+    delete_topic(testbed().dr, topic);
 }

@@ -137,20 +137,76 @@ TEST_CASE("a_gap_free_partition_costs_one_run") {
     CHECK(lookup(p, 101000) == tr(100000, match_kind::past_end));
 }
 
-TEST_CASE("a_new_run_starts_exactly_where_either_side_skips") {
-    // Guards against extending a run across a skip, which would translate
-    // every later offset in it by the size of the skip (wrong answers that
-    // look plausible).
+TEST_CASE("a_new_run_starts_where_the_target_skips_or_the_source_goes_back") {
+    // Guards against extending a run across a skip it cannot describe, which
+    // would translate every later offset in it by the size of the skip
+    // (wrong answers that look plausible). A source hole with the target
+    // contiguous is kept inside the run instead (exactly, as a hole).
     partition_runs p;
     (void)p.add(0, 0);
     (void)p.add(1, 1);
-    CHECK(p.add(5, 2) == add_result::started);  // source hole: 2..4 compacted away
+    CHECK(p.add(5, 2) == add_result::extended);  // source hole: 2..4 compacted away
     CHECK(p.add(6, 3) == add_result::extended);
     CHECK(p.add(7, 5) == add_result::started);  // target hole: a marker at target 4
     CHECK(p.add(9, 8) == add_result::started);  // both skip
     CHECK(p.add(3, 9) == add_result::started);  // restart: source back to 3, target goes on
     CHECK(p.add(4, 10) == add_result::extended);
-    CHECK(p.runs() == std::vector<run>{{0, 0, 2}, {5, 2, 2}, {7, 5, 1}, {9, 8, 1}, {3, 9, 2}});
+    run gapped{0, 0, 2};
+    gapped.add_hole(3);
+    gapped.length = 4;
+    CHECK(p.runs() == std::vector<run>{gapped, {7, 5, 1}, {9, 8, 1}, {3, 9, 2}});
+    CHECK(p.runs()[0].src_end() == 7);
+    CHECK(lookup(p, 1) == tr(1, match_kind::exact));
+    CHECK(lookup(p, 2) == tr(2, match_kind::gap));  // the hole: where 5 is
+    CHECK(lookup(p, 5) == tr(2, match_kind::exact));
+    CHECK(lookup(p, 6) == tr(3, match_kind::exact));
+    // 3 and 4 were re-sent at 9 and 10 after the restart, but 5 and 6 not yet.
+    CHECK(lookup(p, 4) == tr(2, match_kind::resend_pending));
+}
+
+TEST_CASE("a_compacted_source_keeps_few_runs_and_translates_every_offset_exactly") {
+    // Guards against the index growing by one run (one RocksDB entry, one
+    // runs-topic record) per compaction hole or transaction marker, which
+    // made a daemon on a compacted or transactional source slower to start
+    // until it could not start at all; and against "merging" holes in a way
+    // that loses them (a hole must still answer the next record's target
+    // offset, a replicated offset its own copy).
+    temp_dir dir;
+    constexpr int64_t records = 20000;
+    // Every other source offset compacted away; the target is contiguous.
+    auto src_of = [](int64_t i) { return 2 * i + 7; };
+    {
+        auto s = open_store(dir.path);
+        for (int64_t i = 0; i < records; ++i) {
+            REQUIRE(s->record("f", "t", 0, "x.t", src_of(i), 100 + i));
+            if (i % 1000 == 999) REQUIRE(s->flush("f"));
+        }
+        REQUIRE(s->flush("f"));
+        // One run per max_holes_per_run holes, not one per hole.
+        CHECK(s->runs("f", "t", 0).size() <= static_cast<size_t>(records / max_holes_per_run + 1));
+    }
+    auto s = open_store(dir.path);  // the runs as RocksDB holds them
+    const auto rs = s->runs("f", "t", 0);
+    CHECK(rs.size() <= static_cast<size_t>(records / max_holes_per_run + 1));
+    for (int64_t i = 0; i < records; ++i) {
+        CAPTURE(i);
+        auto exact = s->translate("f", "t", 0, src_of(i));
+        REQUIRE(exact);
+        REQUIRE(exact.value() == tr(100 + i, match_kind::exact));
+        auto hole = s->translate("f", "t", 0, src_of(i) - 1);
+        REQUIRE(hole);
+        REQUIRE(hole.value() == tr(100 + i, match_kind::gap));
+    }
+    CHECK(s->translate("f", "t", 0, src_of(records)).value() ==
+          tr(100 + records, match_kind::past_end));
+    // The same runs, read back from the records another host would see.
+    partition_runs rebuilt;
+    for (const auto& r : rs) {
+        auto back = decode_record(encode_key("f", "t", 0, r.dst_start), encode_value(r, "x.t"));
+        REQUIRE(back);
+        REQUIRE(rebuilt.merge(back.value().r) == merge_result::inserted);
+    }
+    CHECK(rebuilt.runs() == rs);
 }
 
 TEST_CASE("lookup_is_exact_for_replicated_offsets_and_never_skips_across_a_gap") {
@@ -230,7 +286,10 @@ TEST_CASE("the_worked_example_in_docs_offset_runs_holds") {
     partition_runs cut_short = p;
     for (int64_t s = 17; s < 20; ++s) (void)p.add(s, s);
     (void)cut_short.add(17, 17);
-    CHECK(p.runs() == std::vector<run>{{0, 0, 10}, {15, 10, 5}, {17, 17, 3}});
+    run compacted{0, 0, 10};
+    compacted.add_hole(5);
+    compacted.length = 15;
+    CHECK(p.runs() == std::vector<run>{compacted, {17, 17, 3}});
     CHECK(lookup(p, 4) == tr(4, match_kind::exact));
     CHECK(lookup(p, 12) == tr(10, match_kind::gap));
     CHECK(lookup(p, 16) == tr(11, match_kind::exact));
@@ -263,7 +322,11 @@ TEST_CASE("lookup_matches_the_brute_force_oracle_on_random_histories") {
     for (int c = 0; c < 4000; ++c) {
         const auto h = random_history(rng);
         CAPTURE(c);
-        partition_runs p;
+        // Runs with at most 0, 1, 2 or the default number of source holes:
+        // run boundaries at holes and holes inside runs, in every mix.
+        const int64_t cap = c % 4 == 3 ? max_holes_per_run : c % 4;
+        CAPTURE(cap);
+        partition_runs p(cap);
         std::vector<std::pair<int64_t, int64_t>> so_far;
         for (const auto& [s, d] : h) {
             REQUIRE(p.add(s, d) != add_result::rejected);
@@ -324,15 +387,21 @@ TEST_CASE("dirty_runs_are_the_runs_changed_since_the_last_flush") {
     partition_runs p;
     (void)p.add(0, 0);
     (void)p.add(1, 1);
-    (void)p.add(5, 2);
-    CHECK(p.dirty_runs() == std::vector<run>{{0, 0, 2}, {5, 2, 1}});
+    (void)p.add(5, 3);
+    CHECK(p.dirty_runs() == std::vector<run>{{0, 0, 2}, {5, 3, 1}});
     p.mark_clean();
     CHECK(p.dirty_runs().empty());
-    (void)p.add(6, 3);
-    CHECK(p.dirty_runs() == std::vector<run>{{5, 2, 2}});
+    (void)p.add(6, 4);
+    CHECK(p.dirty_runs() == std::vector<run>{{5, 3, 2}});
     p.mark_clean();
-    (void)p.add(9, 4);
-    CHECK(p.dirty_runs() == std::vector<run>{{9, 4, 1}});
+    (void)p.add(9, 6);
+    CHECK(p.dirty_runs() == std::vector<run>{{9, 6, 1}});
+    p.mark_clean();
+    // A source hole extends the run: the same run, longer, is dirty again.
+    (void)p.add(12, 7);
+    CHECK(p.dirty_runs().size() == 1);
+    CHECK(p.dirty_runs()[0].dst_start == 6);
+    CHECK(p.dirty_runs()[0].length == 2);
 }
 
 TEST_CASE("merge_is_idempotent_and_the_longer_version_of_a_run_wins") {
@@ -388,6 +457,59 @@ TEST_CASE("run_records_encode_to_the_documented_bytes_and_decode_back") {
     auto k = decode_key(encode_key(r.key()));
     REQUIRE(k.has_value());
     CHECK(k.value() == r.key());
+}
+
+TEST_CASE("a_run_with_holes_is_written_as_version_1_and_read_back_exactly") {
+    // Guards against losing or shifting holes on the way through RocksDB or
+    // the runs topic (a rebuilt index would then skip records), and against
+    // writing version 1 where version 0 says it all (an older reader would
+    // skip runs it could read).
+    run r{5, 2, 1};
+    r.add_hole(3);  // source 6..8 compacted away
+    r.length = 2;
+    r.add_hole(200);  // a varint of two bytes
+    r.length = 4;
+    CHECK(r.src_end() == 5 + 4 + 203);
+    const std::string value = encode_value(r, "pt");
+    const std::string want_value(
+        "\x00\x01"
+        "\x00\x00\x00\x00\x00\x00\x00\x05"
+        "\x00\x00\x00\x00\x00\x00\x00\x02"
+        "\x00\x00\x00\x00\x00\x00\x00\x04"
+        "\x00\x02"
+        "pt"
+        "\x00\x00\x00\x02"
+        "\x00\x00\x00\x05"
+        "\x01\x03"
+        "\x01\xc8\x01",
+        2 + 24 + 4 + 4 + 4 + 5);
+    CHECK(value == want_value);
+    auto back = decode_value(value);
+    REQUIRE(back.has_value());
+    CHECK(back.value().r == r);
+    CHECK(back.value().r.src_of(2) == 5 + 2 + 3 + 200);
+    // No holes: still version 0, byte for byte.
+    CHECK(encode_value({5, 2, 3}, "pt").substr(0, 2) == std::string("\x00\x00", 2));
+
+    auto corrupt = [&](std::string bytes, const std::string& says) {
+        auto d = decode_value(bytes);
+        REQUIRE_FALSE(d.has_value());
+        CHECK(d.error().code == errc::corrupt);
+        CHECK_MESSAGE(d.error().message.find(says) != std::string::npos, d.error().message);
+    };
+    std::string v = want_value;
+    v[v.size() - 1] = '\x81';  // varint never ends
+    corrupt(v, "holes do not decode");
+    v = want_value;
+    v[2 + 24 - 1] = 2;  // length 2: the second hole is not followed by a record
+    corrupt(v, "holes do not decode");
+    v = want_value;
+    v[2 + 24 + 4 + 3] = 0;  // hole count 0 in a version 1 value
+    corrupt(v, "hole count 0");
+    corrupt(want_value + "x", "trailing");
+    v = want_value;
+    v[1] = 2;
+    corrupt(v, "unsupported version 2");
 }
 
 TEST_CASE("corrupt_run_records_are_rejected_with_a_reason") {
@@ -503,7 +625,7 @@ TEST_CASE("runs_survive_a_reopen_and_the_last_run_keeps_growing") {
         auto s = open_store(dir.path);
         for (int64_t i = 0; i < 1000; ++i) REQUIRE(s->record("f", "t", 0, "x.t", i, i).has_value());
         for (int64_t i = 2000; i < 2010; ++i)
-            REQUIRE(s->record("f", "t", 0, "x.t", i, i - 1000).has_value());
+            REQUIRE(s->record("f", "t", 0, "x.t", i, i - 990).has_value());
         for (int64_t i = 0; i < 5; ++i)
             REQUIRE(s->record("f", "u", 3, "x.u", i, i + 7).has_value());
         auto flushed = s->flush("f");
@@ -513,18 +635,18 @@ TEST_CASE("runs_survive_a_reopen_and_the_last_run_keeps_growing") {
         REQUIRE(s->record("f", "u", 3, "x.u", 5, 12).has_value());
     }
     auto s = open_store(dir.path);
-    CHECK(s->runs("f", "t", 0) == std::vector<run>{{0, 0, 1000}, {2000, 1000, 10}});
+    CHECK(s->runs("f", "t", 0) == std::vector<run>{{0, 0, 1000}, {2000, 1010, 10}});
     CHECK(s->runs("f", "u", 3) == std::vector<run>{{0, 7, 5}});
-    CHECK(s->translate("f", "t", 0, 1500).value() == tr(1000, match_kind::gap));
-    CHECK(s->translate("f", "t", 0, 2005).value() == tr(1005, match_kind::exact));
+    CHECK(s->translate("f", "t", 0, 1500).value() == tr(1010, match_kind::gap));
+    CHECK(s->translate("f", "t", 0, 2005).value() == tr(1015, match_kind::exact));
     CHECK(s->partitions("f").size() == 2);
     // Replication resumes where it stopped: the same run grows.
-    REQUIRE(s->record("f", "t", 0, "x.t", 2010, 1010).has_value());
-    CHECK(s->runs("f", "t", 0) == std::vector<run>{{0, 0, 1000}, {2000, 1000, 11}});
+    REQUIRE(s->record("f", "t", 0, "x.t", 2010, 1020).has_value());
+    CHECK(s->runs("f", "t", 0) == std::vector<run>{{0, 0, 1000}, {2000, 1010, 11}});
     auto flushed = s->flush("f");
     REQUIRE(flushed.has_value());
     REQUIRE(flushed.value().size() == 1);
-    CHECK(flushed.value()[0] == run_record{"f", "t", 0, "x.t", {2000, 1000, 11}});
+    CHECK(flushed.value()[0] == run_record{"f", "t", 0, "x.t", {2000, 1010, 11}});
     CHECK(s->flush("f").value().empty());
 }
 
@@ -587,8 +709,9 @@ TEST_CASE("prune_drops_runs_below_the_log_start_keeps_the_latest_and_persists") 
     {
         auto s = open_store(dir.path);
         for (int64_t i = 0; i < 30; ++i) {
-            // Runs of 10 with a source hole of 5 between them.
-            REQUIRE(s->record("f", "t", 0, "x.t", i + (i / 10) * 5, i).has_value());
+            // Runs of 10 with a hole of 5 on the source and 2 on the target
+            // between them.
+            REQUIRE(s->record("f", "t", 0, "x.t", i + (i / 10) * 5, i + (i / 10) * 2).has_value());
         }
         REQUIRE(s->flush("f").has_value());
         CHECK(s->runs("f", "t", 0).size() == 3);
@@ -597,13 +720,13 @@ TEST_CASE("prune_drops_runs_below_the_log_start_keeps_the_latest_and_persists") 
         CHECK(dropped.value() == std::vector<run_record>{{"f", "t", 0, "x.t", {0, 0, 10}}});
         auto all = s->prune("f", "t", 0, 1000);
         REQUIRE(all.has_value());
-        CHECK(all.value() == std::vector<run_record>{{"f", "t", 0, "x.t", {15, 10, 10}}});
-        CHECK(s->runs("f", "t", 0) == std::vector<run>{{30, 20, 10}});
-        CHECK(s->translate("f", "t", 0, 1000).value() == tr(30, match_kind::past_end));
+        CHECK(all.value() == std::vector<run_record>{{"f", "t", 0, "x.t", {15, 12, 10}}});
+        CHECK(s->runs("f", "t", 0) == std::vector<run>{{30, 24, 10}});
+        CHECK(s->translate("f", "t", 0, 1000).value() == tr(34, match_kind::past_end));
         CHECK(s->prune("nope", "t", 0, 5).value().empty());
     }
     auto s = open_store(dir.path);
-    CHECK(s->runs("f", "t", 0) == std::vector<run>{{30, 20, 10}});
+    CHECK(s->runs("f", "t", 0) == std::vector<run>{{30, 24, 10}});
     auto forgotten = s->forget("f", "t", 0);
     REQUIRE(forgotten.has_value());
     CHECK(forgotten.value().size() == 1);
@@ -611,6 +734,25 @@ TEST_CASE("prune_drops_runs_below_the_log_start_keeps_the_latest_and_persists") 
     s.reset();
     s = open_store(dir.path);
     CHECK(s->partitions("f").empty());
+}
+
+TEST_CASE("a_catch_up_position_survives_a_reopen_and_is_not_read_as_a_run") {
+    // Guards against a cut-short catch-up starting over from offset 0 (a
+    // large runs topic then never finishes within a start-up), and against
+    // the position's key breaking the store's load.
+    temp_dir dir;
+    {
+        auto s = open_store(dir.path);
+        CHECK(s->catch_up_position("runs@a:1").value() == 0);
+        REQUIRE(s->record("f", "t", 0, "x.t", 0, 0));
+        REQUIRE(s->flush("f"));
+        REQUIRE(s->save_catch_up_position("runs@a:1", 123456789012));
+        REQUIRE(s->save_catch_up_position("runs@b:1", 7));
+    }
+    auto s = open_store(dir.path);
+    CHECK(s->catch_up_position("runs@a:1").value() == 123456789012);
+    CHECK(s->catch_up_position("runs@b:1").value() == 7);
+    CHECK(s->runs("f", "t", 0) == std::vector<run>{{0, 0, 1}});
 }
 
 TEST_CASE("a_store_directory_is_opened_by_one_store_at_a_time") {
