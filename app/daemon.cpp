@@ -27,6 +27,7 @@ Result<void> check_overlaps_now(const conf::Config& cfg, const Logger& log) {
         if (std::find(sources.begin(), sources.end(), f.source) == sources.end())
             sources.push_back(f.source);
     std::vector<std::future<Result<kafka::cluster_metadata>>> pending;
+    pending.reserve(sources.size());
     for (const auto& name : sources) {
         pending.push_back(
             std::async(std::launch::async, [ep = endpoint_of(*cfg.cluster(name)), &log] {
