@@ -314,6 +314,7 @@ struct compacted_result {
     disk_usage compacted;        // RocksDB after a full compaction
     double catch_up_s = 0;       // a fresh store applying every topic record
     double reopen_s = 0;         // store::open of the caught-up store
+    size_t memory = 0;           // store::memory_bytes() after the reopen
 };
 
 // The compacted-source case: record, keep what the runs topic would hold
@@ -366,6 +367,7 @@ compacted_result run_compacted(const options& o, int64_t max_holes, const char* 
     auto s = value_or_die(store::open(rebuilt.path(), rpl::Logger("offsetsync"), max_holes),
                           "store::open (reopen)");
     c.reopen_s = seconds_since(r0);
+    c.memory = s->memory_bytes();
     // Exact answers: source 2i is at target i, the hole 2i+1 answers i+1.
     std::mt19937_64 rng(7);
     std::uniform_int_distribution<int64_t> pick(0, o.compacted - 1);
@@ -546,17 +548,20 @@ int main(int argc, char** argv) {
     std::printf("compacted source, %" PRId64
                 " records, every other source offset gone (--compacted):\n",
                 o.compacted);
-    std::printf("%-14s %9s %9s %13s %12s %12s %11s %9s\n", "index", "runs", "write",
-                "topic records", "topic bytes", "sst only", "catch-up", "reopen");
+    std::printf("%-14s %9s %9s %13s %12s %12s %11s %9s %12s\n", "index", "runs", "write",
+                "topic records", "topic bytes", "sst only", "catch-up", "reopen", "memory");
     for (const auto& c : compacted)
-        std::printf(
-            "%-14s %9zu %7.1f s %13" PRIu64 " %12s %12s %9.2f s %6.0f ms\n", c.name.c_str(), c.runs,
-            c.write_s, c.topic_records, human(static_cast<double>(c.topic_bytes)).c_str(),
-            human(static_cast<double>(c.compacted.sst)).c_str(), c.catch_up_s, c.reopen_s * 1e3);
+        std::printf("%-14s %9zu %7.1f s %13" PRIu64 " %12s %12s %9.2f s %6.0f ms %12s\n",
+                    c.name.c_str(), c.runs, c.write_s, c.topic_records,
+                    human(static_cast<double>(c.topic_bytes)).c_str(),
+                    human(static_cast<double>(c.compacted.sst)).c_str(), c.catch_up_s,
+                    c.reopen_s * 1e3, human(static_cast<double>(c.memory)).c_str());
     std::printf(
         "\n  topic = the runs topic after compaction (latest value per key): what a new host "
         "reads;\n  catch-up = a fresh store decoding and applying all of it (no network); "
-        "reopen = store::open.\n  \"run per hole\" (no holes in runs) is the index before runs "
+        "reopen = store::open;\n  memory = the store's runs in memory after the reopen "
+        "(store::memory_bytes; a partition is held whole).\n  \"run per hole\" (no holes in runs) "
+        "is the index before runs "
         "held holes.\n\n");
 
     auto find_w = [&](const char* n) -> const write_result& {

@@ -177,7 +177,9 @@ add_result partition_runs::add(int64_t src, int64_t dst) noexcept {
         // A source hole, target contiguous: the run keeps it (exact, see the
         // header) while it has room.
         if (src > last.src_end() && dst == last.dst_end() && last.hole_count < max_holes_) {
+            const size_t before = last.holes.size();
             last.add_hole(src - last.src_end());
+            hole_bytes_ += last.holes.size() - before;
             ++last.length;
             if (first_dirty_ == clean) first_dirty_ = runs_.size() - 1;
             return add_result::extended;
@@ -227,6 +229,7 @@ merge_result partition_runs::merge(const run& r) {
                                [](const run& a, int64_t d) { return a.dst_start < d; });
     const auto pos = static_cast<size_t>(it - runs_.begin());
     if (m == merge_result::extended) {
+        hole_bytes_ += r.holes.size() - it->holes.size();  // holes only grow
         *it = r;
         // Growing the last run keeps the frozen index and the monotone flag
         // valid, exactly like add() extending it.
@@ -237,6 +240,7 @@ merge_result partition_runs::merge(const run& r) {
         return m;
     }
     const bool append = it == runs_.end();
+    hole_bytes_ += r.holes.size();
     runs_.insert(it, r);
     if (append) {
         // The previous last run is now frozen: the run count tells the index.
@@ -254,6 +258,7 @@ bool partition_runs::erase(int64_t dst_start) {
                                [](const run& a, int64_t d) { return a.dst_start < d; });
     if (it == runs_.end() || it->dst_start != dst_start) return false;
     const auto pos = static_cast<size_t>(it - runs_.begin());
+    hole_bytes_ -= it->holes.size();
     runs_.erase(it);
     if (first_dirty_ != clean) {
         if (pos < first_dirty_) --first_dirty_;
@@ -273,6 +278,7 @@ std::vector<run> partition_runs::prune(int64_t log_start) {
     for (size_t i = 0; i < runs_.size(); ++i) {
         const bool latest = i + 1 == runs_.size();
         if (!latest && runs_[i].src_end() <= log_start) {
+            hole_bytes_ -= runs_[i].holes.size();
             dropped.push_back(runs_[i]);
             continue;
         }
@@ -299,6 +305,12 @@ int64_t partition_runs::src_end() const noexcept {
 std::vector<run> partition_runs::dirty_runs() const {
     if (first_dirty_ == clean) return {};
     return {runs_.begin() + static_cast<std::ptrdiff_t>(first_dirty_), runs_.end()};
+}
+
+size_t partition_runs::memory_bytes() const noexcept {
+    return sizeof(*this) + runs_.capacity() * sizeof(run) + hole_bytes_ +
+           index_.segments.capacity() * sizeof(run) +
+           (index_.min_from.capacity() + index_.min_from_before_last.capacity()) * sizeof(int64_t);
 }
 
 void partition_runs::recompute_monotone() noexcept {

@@ -176,6 +176,9 @@ public:
     // also hold a run merge() appended behind a dirty one: harmless).
     [[nodiscard]] bool dirty() const noexcept { return first_dirty_ != clean; }
     [[nodiscard]] std::vector<run> dirty_runs() const;
+    // About the bytes this object holds (runs, holes, the painted index),
+    // for the store's memory budget. O(1).
+    [[nodiscard]] size_t memory_bytes() const noexcept;
     void mark_clean() noexcept { first_dirty_ = clean; }
 
 private:
@@ -209,6 +212,7 @@ private:
     [[nodiscard]] static merge_result compare_versions(const run& known, const run& r);
 
     int64_t max_holes_ = max_holes_per_run;
+    size_t hole_bytes_ = 0;  // sum of runs_[i].holes.size()
     std::vector<run> runs_;
     size_t first_dirty_ = clean;
     // True while every run starts at or after the previous run's source end:

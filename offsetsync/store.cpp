@@ -26,13 +26,17 @@ std::string store::describe(std::string_view flow, std::string_view topic, int32
 }
 
 store::store(std::filesystem::path path, std::unique_ptr<rocksdb::DB> db, Logger log,
-             int64_t max_holes)
-    : path_(std::move(path)), log_(std::move(log)), max_holes_(max_holes), db_(std::move(db)) {}
+             int64_t max_holes, size_t memory_budget)
+    : path_(std::move(path)),
+      log_(std::move(log)),
+      max_holes_(max_holes),
+      memory_budget_(memory_budget),
+      db_(std::move(db)) {}
 
 store::~store() = default;
 
 Result<std::unique_ptr<store>> store::open(const std::filesystem::path& dir, const Logger& log,
-                                           int64_t max_holes) {
+                                           int64_t max_holes, size_t memory_budget) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec)
@@ -51,7 +55,8 @@ Result<std::unique_ptr<store>> store::open(const std::filesystem::path& dir, con
         return fail(code,
                     "offset store " + dir.string() + ": cannot open RocksDB: " + st.ToString());
     }
-    std::unique_ptr<store> s(new store(dir, std::unique_ptr<rocksdb::DB>(raw), log, max_holes));
+    std::unique_ptr<store> s(
+        new store(dir, std::unique_ptr<rocksdb::DB>(raw), log, max_holes, memory_budget));
     RPL_TRY(s->load());
     return s;
 }
@@ -86,13 +91,20 @@ Result<void> store::load() {
             return fail(errc::corrupt, "offset store " + path_.string() + ": " + where +
                                            ": run at dst " + std::to_string(r.r.dst_start) +
                                            " overlaps another run");
+        // Every run is checked, but only the budget's worth stays in memory:
+        // partitions loaded earlier leave first.
+        if (inserted) pit->second.last_used = ++use_counter_;
+        account(pit->second);
+        trim(&pit->second);
         ++count;
     }
     if (!it->status().ok())
         return fail(errc::io,
                     "offset store " + path_.string() + ": reading: " + it->status().ToString());
     log_.info("offset store " + path_.string() + ": loaded " + std::to_string(count) +
-              " run(s) of " + std::to_string(parts_.size()) + " partition(s)");
+              " run(s) of " + std::to_string(parts_.size()) + " partition(s), " +
+              std::to_string(loaded_partitions_locked()) + " kept in memory (" +
+              std::to_string(memory_ >> 10) + " KiB)");
     return ok();
 }
 
@@ -122,12 +134,14 @@ Result<void> store::record(std::string_view flow, std::string_view source_topic,
                  .first;
         it->second.target_topic = target_topic;
         it->second.runs = partition_runs(max_holes_);
+        it->second.last_used = ++use_counter_;
     } else if (it->second.target_topic != target_topic) {
         return fail(errc::conflict, "offset store: " + describe(flow, source_topic, partition) +
                                         ": delivery into " + std::string(target_topic) +
                                         " but its runs point into " + it->second.target_topic +
                                         " (forget() the partition first)");
     }
+    RPL_TRY(use(it));
     partition_state& st = it->second;
     const add_result r = st.runs.add(src, dst);
     if (r == add_result::rejected) {
@@ -140,6 +154,7 @@ Result<void> store::record(std::string_view flow, std::string_view source_topic,
         if (st.runs.empty()) parts_.erase(it);
         return fail(errc::conflict, std::move(msg));
     }
+    account(st);
     if (!st.listed_dirty) {
         st.listed_dirty = true;
         dirty_.emplace_back(&it->first, &st);
@@ -168,6 +183,7 @@ Result<std::vector<run_record>> store::flush(std::string_view flow) {
         e.second->listed_dirty = false;
         return true;
     });
+    trim();
     return out;
 }
 
@@ -186,6 +202,9 @@ Result<merge_result> store::apply(const run_record& r) {
         it = parts_.try_emplace(partition_id{r.flow, r.source_topic, r.partition}).first;
         it->second.target_topic = r.target_topic;
         it->second.runs = partition_runs(max_holes_);
+        it->second.last_used = ++use_counter_;
+    } else {
+        RPL_TRY(use(it));
     }
     partition_runs& runs = it->second.runs;
     // Decide, write, then change memory: a failed write changes nothing, so
@@ -207,6 +226,8 @@ Result<merge_result> store::apply(const run_record& r) {
         return w.error();
     }
     (void)runs.merge(r.r);
+    account(it->second);
+    trim(&it->second);
     return m;
 }
 
@@ -214,6 +235,7 @@ Result<bool> store::remove(const run_key& k) {
     std::lock_guard lock(mu_);
     auto it = parts_.find(id_view{k.flow, k.source_topic, k.partition});
     if (it == parts_.end()) return false;
+    RPL_TRY(use(it));
     const auto& rs = it->second.runs.runs();
     const bool known =
         std::any_of(rs.begin(), rs.end(), [&](const run& r) { return r.dst_start == k.dst_start; });
@@ -221,7 +243,9 @@ Result<bool> store::remove(const run_key& k) {
     RPL_TRY(write({}, {encode_key(k)},
                   "removing a run of " + describe(k.flow, k.source_topic, k.partition)));
     (void)it->second.runs.erase(k.dst_start);
+    account(it->second);
     if (it->second.runs.empty()) {
+        memory_ -= it->second.bytes;
         unlist(&it->second);
         parts_.erase(it);
     }
@@ -238,7 +262,8 @@ Result<translation> store::translate(std::string_view flow, std::string_view sou
     if (it == parts_.end())
         return fail(errc::not_found, "offset store: no offset runs known for " +
                                          describe(flow, source_topic, partition));
-    return *it->second.runs.lookup(o);
+    RPL_TRY(runs, use(it));
+    return *runs->lookup(o);
 }
 
 Result<int64_t> store::reverse_translate(std::string_view flow, std::string_view source_topic,
@@ -251,7 +276,8 @@ Result<int64_t> store::reverse_translate(std::string_view flow, std::string_view
     if (it == parts_.end())
         return fail(errc::not_found, "offset store: no offset runs known for " +
                                          describe(flow, source_topic, partition));
-    return *it->second.runs.reverse_lookup(d);
+    RPL_TRY(runs, use(it));
+    return *runs->reverse_lookup(d);
 }
 
 Result<partition_ends> store::end_offsets(std::string_view flow, std::string_view source_topic,
@@ -261,7 +287,8 @@ Result<partition_ends> store::end_offsets(std::string_view flow, std::string_vie
     if (it == parts_.end())
         return fail(errc::not_found, "offset store: no offset runs known for " +
                                          describe(flow, source_topic, partition));
-    return partition_ends{it->second.runs.src_end(), it->second.runs.dst_end()};
+    RPL_TRY(runs, use(it));
+    return partition_ends{runs->src_end(), runs->dst_end()};
 }
 
 Result<std::vector<run_record>> store::prune(std::string_view flow, std::string_view source_topic,
@@ -269,6 +296,7 @@ Result<std::vector<run_record>> store::prune(std::string_view flow, std::string_
     std::lock_guard lock(mu_);
     auto it = parts_.find(id_view{flow, source_topic, partition});
     if (it == parts_.end()) return std::vector<run_record>{};
+    RPL_TRY(use(it));
     partition_state& st = it->second;
     // Decide first, write, then change memory: a failed write changes nothing.
     std::vector<run_record> out;
@@ -283,6 +311,7 @@ Result<std::vector<run_record>> store::prune(std::string_view flow, std::string_
     if (out.empty()) return out;
     RPL_TRY(write({}, deletes, "pruning " + describe(flow, source_topic, partition)));
     const auto dropped = st.runs.prune(log_start);
+    account(st);
     if (dropped.size() != out.size())
         return fail(errc::internal, "offset store: prune of " +
                                         describe(flow, source_topic, partition) + " dropped " +
@@ -299,6 +328,7 @@ Result<std::vector<run_record>> store::forget(std::string_view flow, std::string
     std::lock_guard lock(mu_);
     auto it = parts_.find(id_view{flow, source_topic, partition});
     if (it == parts_.end()) return std::vector<run_record>{};
+    RPL_TRY(use(it));
     std::vector<run_record> out;
     std::vector<std::string> deletes;
     for (const run& r : it->second.runs.runs()) {
@@ -307,6 +337,7 @@ Result<std::vector<run_record>> store::forget(std::string_view flow, std::string
                                  it->second.target_topic, r});
     }
     RPL_TRY(write({}, deletes, "forgetting " + describe(flow, source_topic, partition)));
+    memory_ -= it->second.bytes;
     unlist(&it->second);
     parts_.erase(it);
     return out;
@@ -361,7 +392,91 @@ std::vector<run> store::runs(std::string_view flow, std::string_view source_topi
     std::lock_guard lock(mu_);
     auto it = parts_.find(id_view{flow, source_topic, partition});
     if (it == parts_.end()) return {};
-    return it->second.runs.runs();
+    auto runs = use(it);
+    if (!runs) {
+        log_.error(runs.error().message);
+        return {};
+    }
+    return runs.value()->runs();
+}
+
+void store::account(partition_state& st) const {
+    memory_ -= st.bytes;
+    st.bytes = st.runs.memory_bytes();
+    memory_ += st.bytes;
+}
+
+Result<partition_runs*> store::use(partition_map::iterator it) const {
+    partition_state& st = it->second;
+    st.last_used = ++use_counter_;
+    if (!st.loaded) {
+        RPL_TRY(read_partition(it->first, st));
+        st.loaded = true;
+        account(st);
+        trim(&st);
+    }
+    return &st.runs;
+}
+
+Result<void> store::read_partition(const partition_id& id, partition_state& st) const {
+    // A partition's keys are its prefix (everything but dst_start) plus 8 bytes.
+    std::string prefix = encode_key(id.flow, id.topic, id.partition, 0);
+    prefix.resize(prefix.size() - 8);
+    partition_runs runs(max_holes_);
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+    const std::string where = describe(id.flow, id.topic, id.partition);
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+        const auto key = it->key();
+        const auto value = it->value();
+        auto rec = decode_record(std::string_view(key.data(), key.size()),
+                                 std::string_view(value.data(), value.size()));
+        if (!rec || rec.value().target_topic != st.target_topic ||
+            runs.merge(rec.value().r) == merge_result::conflict)
+            return fail(errc::corrupt, "offset store " + path_.string() + ": " + where +
+                                           ": reading its runs back: " +
+                                           (rec ? "a run changed on disk" : rec.error().message) +
+                                           " (delete the directory to rebuild it from the runs "
+                                           "topic)");
+    }
+    if (!it->status().ok())
+        return fail(errc::io, "offset store " + path_.string() + ": reading " + where + ": " +
+                                  it->status().ToString());
+    st.runs = std::move(runs);
+    return ok();
+}
+
+void store::trim(const partition_state* keep) const {
+    if (memory_ <= memory_budget_) return;
+    std::vector<partition_state*> candidates;
+    for (auto& [id, st] : parts_)
+        if (st.loaded && !st.listed_dirty && &st != keep && !st.runs.dirty())
+            candidates.push_back(&st);
+    std::sort(candidates.begin(), candidates.end(),
+              [](const auto* a, const auto* b) { return a->last_used < b->last_used; });
+    // Down to three quarters, so that the next few loads do not sort again.
+    const size_t target = memory_budget_ / 4 * 3;
+    for (partition_state* st : candidates) {
+        if (memory_ <= target) break;
+        memory_ -= st->bytes;
+        st->bytes = 0;
+        st->runs = partition_runs(max_holes_);
+        st->loaded = false;
+    }
+}
+
+size_t store::loaded_partitions_locked() const {
+    return static_cast<size_t>(
+        std::count_if(parts_.begin(), parts_.end(), [](const auto& p) { return p.second.loaded; }));
+}
+
+size_t store::memory_bytes() const {
+    std::lock_guard lock(mu_);
+    return memory_;
+}
+
+size_t store::loaded_partitions() const {
+    std::lock_guard lock(mu_);
+    return loaded_partitions_locked();
 }
 
 }  // namespace rpl::offsetsync

@@ -1,18 +1,24 @@
-// The offset run store: every partition's runs in memory for lookups, and in
-// RocksDB under `[daemon] state_dir`/offsets so a restart resumes where it
-// stopped (the last run of each partition keeps being extended).
+// The offset run store: RocksDB under `[daemon] state_dir`/offsets holds
+// every run and is the source of truth; memory holds the runs of the
+// partitions in use, within a budget, so a restart resumes where it stopped
+// (the last run of each partition keeps being extended) and the index may
+// outgrow memory.
 //
 //   record(src, dst) ──> partition_runs (memory, dirty tail)
 //   flush() ──one WriteBatch──> RocksDB; returns the dirty runs to publish
 //   apply(run) / remove(key) <── runs topic during catch-up (written at once)
 //   translate(o) ──> partition_runs::lookup (see runs.h for the invariant)
+//   over budget ──> least recently used clean partitions leave memory;
+//                   the next call that needs one reads it back from RocksDB
 //
 // RocksDB key/value = the run record's Kafka key/value bytes (run_codec.h),
 // so a partition's runs are contiguous and in dst_start order. One more kind
 // of key, starting with bytes ff ff (never a run key, whose version is 0):
 // how far a resumable catch-up has read a runs topic (catch_up.h).
-// Thread model: one mutex around everything. record()/flush() come from the
-// flow thread, translate() from any thread.
+// Memory: at most the budget, or the largest single partition if that is
+// larger (a partition is loaded whole); a partition with unflushed runs
+// stays. Thread model: one mutex around everything. record()/flush() come
+// from the flow thread, translate() from any thread.
 #pragma once
 
 #include "kafka/log.h"
@@ -54,10 +60,12 @@ public:
     // permissions); errc::corrupt if a stored run does not decode or
     // contradicts another (delete the directory: catch_up rebuilds it).
     // `max_holes` is the holes a run may hold (runs.h); the benchmark sets 0
-    // to measure a run per hole, as before runs held holes.
+    // to measure a run per hole, as before runs held holes. `memory_budget`
+    // bounds the bytes of runs kept in memory (see the header).
     [[nodiscard]] static Result<std::unique_ptr<store>> open(
         const std::filesystem::path& dir, const Logger& log = Logger("offsetsync"),
-        int64_t max_holes = max_holes_per_run);
+        int64_t max_holes = max_holes_per_run, size_t memory_budget = default_memory_budget);
+    static constexpr size_t default_memory_budget = size_t{256} << 20;
     ~store();
     store(const store&) = delete;
     store& operator=(const store&) = delete;
@@ -128,6 +136,9 @@ public:
     [[nodiscard]] std::vector<run> runs(std::string_view flow, std::string_view source_topic,
                                         int32_t partition) const;
     [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+    // Bytes of runs in memory now, and partitions whose runs are in memory.
+    [[nodiscard]] size_t memory_bytes() const;
+    [[nodiscard]] size_t loaded_partitions() const;
 
 private:
     struct partition_id {
@@ -137,8 +148,11 @@ private:
     };
     struct partition_state {
         std::string target_topic;
-        partition_runs runs;
+        partition_runs runs;  // empty while not loaded
         bool listed_dirty = false;
+        bool loaded = true;
+        uint64_t last_used = 0;  // store's use counter, for eviction
+        size_t bytes = 0;        // runs.memory_bytes() as of the last use
     };
     // Heterogeneous lookup so record() finds a partition without allocating.
     struct id_less {
@@ -158,7 +172,15 @@ private:
     using partition_map = std::map<partition_id, partition_state, id_less>;
 
     store(std::filesystem::path path, std::unique_ptr<rocksdb::DB> db, Logger log,
-          int64_t max_holes);
+          int64_t max_holes, size_t memory_budget);
+    // The partition's runs in memory, read from RocksDB if they were evicted.
+    [[nodiscard]] Result<partition_runs*> use(partition_map::iterator it) const;
+    [[nodiscard]] Result<void> read_partition(const partition_id& id, partition_state& st) const;
+    // Evicts least recently used clean partitions until within the budget,
+    // never `keep`.
+    void trim(const partition_state* keep = nullptr) const;
+    void account(partition_state& st) const;
+    [[nodiscard]] size_t loaded_partitions_locked() const;
     [[nodiscard]] Result<void> write(const std::vector<std::pair<std::string, std::string>>& puts,
                                      const std::vector<std::string>& deletes,
                                      const std::string& what);
@@ -171,10 +193,14 @@ private:
     std::filesystem::path path_;
     Logger log_;
     int64_t max_holes_ = max_holes_per_run;
+    size_t memory_budget_ = default_memory_budget;
     mutable std::mutex mu_;
     // Destroyed after parts_ (declared first): nothing refers back to it.
     std::unique_ptr<rocksdb::DB> db_;
-    partition_map parts_;
+    // Mutable: const lookups load and evict partitions (a cache of RocksDB).
+    mutable partition_map parts_;
+    mutable uint64_t use_counter_ = 0;
+    mutable size_t memory_ = 0;  // sum of bytes of loaded partitions
     // Partitions with runs changed by record() since the last flush. Map
     // nodes are stable, so these pointers stay valid until erased.
     std::vector<std::pair<const partition_id*, partition_state*>> dirty_;

@@ -755,6 +755,61 @@ TEST_CASE("a_catch_up_position_survives_a_reopen_and_is_not_read_as_a_run") {
     CHECK(s->runs("f", "t", 0) == std::vector<run>{{0, 0, 1}});
 }
 
+TEST_CASE("the_store_keeps_memory_within_its_budget_and_reads_evicted_partitions_back") {
+    // Guards against an index held whole in memory: with many compacted
+    // partitions the daemon's memory grew with every hole ever replicated.
+    // RocksDB is the source of truth; memory keeps what fits the budget, and
+    // an evicted partition answers exactly as before once read back.
+    temp_dir dir;
+    constexpr size_t budget = 64 << 10;
+    constexpr int partitions = 40;
+    constexpr int64_t records = 3000;
+    // Source: every other offset compacted away; target: a marker every 100.
+    auto src_of = [](int64_t i) { return 2 * i; };
+    auto dst_of = [](int64_t i) { return i + i / 100; };
+    auto check_all = [&](store& s) {
+        for (int p = 0; p < partitions; ++p) {
+            CAPTURE(p);
+            for (int64_t i = 0; i < records; i += 7) {
+                CAPTURE(i);
+                REQUIRE(s.translate("f", "t", p, src_of(i)).value() ==
+                        tr(dst_of(i), match_kind::exact));
+                REQUIRE(s.translate("f", "t", p, src_of(i) + 1).value().target_offset ==
+                        dst_of(i + 1));
+            }
+            REQUIRE(s.memory_bytes() <= budget);
+        }
+    };
+    {
+        auto opened =
+            store::open(dir.path / "offsets", rpl::Logger("offsetsync"), max_holes_per_run, budget);
+        REQUIRE(opened);
+        auto& s = *opened.value();
+        for (int p = 0; p < partitions; ++p) {
+            for (int64_t i = 0; i < records; ++i)
+                REQUIRE(s.record("f", "t", p, "x.t", src_of(i), dst_of(i)));
+            REQUIRE(s.flush("f"));
+            REQUIRE(s.memory_bytes() <= budget);
+        }
+        CHECK(s.loaded_partitions() < static_cast<size_t>(partitions));
+        CHECK(s.partitions("f").size() == static_cast<size_t>(partitions));
+        check_all(s);
+        // An evicted partition goes on growing where it stopped.
+        REQUIRE(s.record("f", "t", 0, "x.t", src_of(records), dst_of(records)));
+        CHECK(s.runs("f", "t", 0).back().dst_end() == dst_of(records) + 1);
+        REQUIRE(s.flush("f"));
+    }
+    auto opened =
+        store::open(dir.path / "offsets", rpl::Logger("offsetsync"), max_holes_per_run, budget);
+    REQUIRE(opened);
+    auto& s = *opened.value();
+    CHECK(s.memory_bytes() <= budget);
+    CHECK(s.loaded_partitions() < static_cast<size_t>(partitions));
+    check_all(s);
+    CHECK(s.translate("f", "t", 0, src_of(records)).value() ==
+          tr(dst_of(records), match_kind::exact));
+}
+
 TEST_CASE("a_store_directory_is_opened_by_one_store_at_a_time") {
     // Guards against two daemons (or two flows wired by mistake) writing one
     // index: RocksDB's lock refuses the second, with a message naming it.
