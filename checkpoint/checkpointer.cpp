@@ -32,6 +32,16 @@ checkpoint_metric_families make_checkpoint_metrics(prometheus::Registry& r) {
     };
 }
 
+void declare_flow(checkpoint_metric_families& m, const std::string& flow) {
+    m.emitted.Add({{"flow", flow}});
+    for (const char* result : {"synced", "skipped_active", "error"})
+        m.groups.Add({{"flow", flow}, {"result", result}});
+    for (const char* kind : checkpoint_error_kinds) m.errors.Add({{"flow", flow}, {"kind", kind}});
+    // 0 until a pass completes: a flow whose checkpoints never ran is stale
+    // (ReplicatordCheckpointStale), not absent.
+    m.last_checkpoint.Add({{"flow", flow}});
+}
+
 void forget_flow(checkpoint_metric_families& m, const std::string& flow) {
     for (auto* f : {&m.emitted, &m.groups, &m.errors}) remove_series(*f, "flow", flow);
     remove_series(m.last_checkpoint, "flow", flow);
@@ -70,11 +80,18 @@ checkpointer::checkpointer(const conf::flow_config& flow, const conf::Config& cf
       log_("checkpoint " + flow.name),
       topic_(kafka::mm2::checkpoints_topic(flow.source)) {
     reverse_local_ = !flow_.reverse_flow.empty() && cfg_.flow(flow_.reverse_flow) != nullptr;
+    if (metrics_ != nullptr) declare_flow(*metrics_, flow_.name);
 }
 
 checkpointer::~checkpointer() { stop(); }
 
 Result<void> checkpointer::start() {
+    RPL_TRY(open());
+    thread_ = std::thread([this] { run(); });
+    return ok();
+}
+
+Result<void> checkpointer::open() {
     const auto* s = cfg_.cluster(flow_.source);
     const auto* t = cfg_.cluster(flow_.target);
     const kafka::endpoint src{s->name, s->bootstrap, s->client};
@@ -84,10 +101,14 @@ Result<void> checkpointer::start() {
     RPL_TRY(sc, kafka::Client::create(kafka::client_kind::producer, src, {{"log_level", "3"}},
                                       log_.child("source")));
     source_.emplace(std::move(sc));
-    RPL_TRY(tp, kafka::producer::create(dst, {{"linger.ms", "0"}}, log_.child("target"),
-                                        [](const kafka::delivery&) {}));
+    // Each checkpoint's opaque is its number in reports_ (see emit()).
+    RPL_TRY(tp,
+            kafka::producer::create(
+                dst, {{"linger.ms", "0"}}, log_.child("target"), [this](const kafka::delivery& d) {
+                    const auto it = reports_.find(reinterpret_cast<std::uintptr_t>(d.opaque));
+                    if (it != reports_.end()) it->second = d.err;
+                }));
     target_.emplace(std::move(tp));
-    thread_ = std::thread([this] { run(); });
     return ok();
 }
 
@@ -104,14 +125,7 @@ checkpointer_status checkpointer::status() const {
 
 void checkpointer::run() noexcept {
     while (!stop_.load()) {
-        if (auto r = run_once(); !r) {
-            log_.warn(r.error().message);
-            if (metrics_ != nullptr)
-                metrics_->errors.Add({{"flow", flow_.name}, {"kind", to_string(r.error().code)}})
-                    .Increment();
-            std::lock_guard lock(status_mu_);
-            status_.last_error = r.error().message;
-        }
+        (void)run_once();  // run_once logs and counts its own failure
         std::unique_lock lock(wake_mu_);
         wake_.wait_for(lock, flow_.checkpoint_interval, [this] { return stop_.load(); });
     }
@@ -132,6 +146,19 @@ Result<void> checkpointer::ensure_topic() {
 }
 
 Result<void> checkpointer::run_once() {
+    auto r = pass();
+    if (!r) {
+        log_.warn(r.error().message);
+        if (metrics_ != nullptr)
+            metrics_->errors.Add({{"flow", flow_.name}, {"kind", to_string(r.error().code)}})
+                .Increment();
+        std::lock_guard lock(status_mu_);
+        status_.last_error = r.error().message;
+    }
+    return r;
+}
+
+Result<void> checkpointer::pass() {
     checkpointer_status st;
     kafka::admin src(*source_, 10s);
     RPL_TRY(ensure_topic());
@@ -202,32 +229,16 @@ Result<void> checkpointer::run_once() {
         }
     }
 
-    if (flow_.emit_checkpoints && !to_emit.empty()) {
-        const int64_t ts = now_ms();
-        for (const auto& cp : to_emit) {
-            const std::string k = kafka::mm2::checkpoint_key(cp);
-            const std::string v = kafka::mm2::checkpoint_value(cp);
-            rd_kafka_resp_err_t err;
-            while ((err = target_->produce_copy(topic_, 0, k, &v, ts, nullptr)) ==
-                   RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                target_->poll(10ms);
-            if (err)
-                return fail(errc::kafka, "checkpoint to " + topic_ + ": " + rd_kafka_err2str(err));
-        }
-        RPL_TRY(target_->flush(10s));
-        if (local_ != nullptr) {
-            std::vector<stored_checkpoint> stored;
-            stored.reserve(to_emit.size());
-            for (const auto& cp : to_emit) stored.push_back({cp, ts});
-            if (auto r = local_->put(flow_.name, stored); !r) log_.warn(r.error().message);
-        }
-        if (metrics_ != nullptr)
-            metrics_->emitted.Add({{"flow", flow_.name}})
-                .Increment(static_cast<double>(to_emit.size()));
+    if (flow_.emit_checkpoints) {
+        // Only what the target acknowledged counts as emitted: the rest
+        // stays unknown in last_ and is sent again next pass, or an idle
+        // group's last position would never reach the target.
+        RPL_TRY(emit(to_emit));
+    } else {
+        for (const auto& cp : to_emit)
+            last_[key{cp.group, cp.topic, cp.partition}] = {cp.upstream_offset,
+                                                            cp.downstream_offset};
     }
-    // Only what reached the target counts as emitted.
-    for (const auto& cp : to_emit)
-        last_[key{cp.group, cp.topic, cp.partition}] = {cp.upstream_offset, cp.downstream_offset};
 
     st.last_run_unix_ms = now_ms();
     st.checkpoints = static_cast<int64_t>(last_.size());
@@ -236,6 +247,63 @@ Result<void> checkpointer::run_once() {
             .Set(static_cast<double>(st.last_run_unix_ms) / 1000.0);
     std::lock_guard lock(status_mu_);
     status_ = std::move(st);
+    return ok();
+}
+
+Result<void> checkpointer::emit(const std::vector<kafka::mm2::checkpoint>& to_emit) {
+    if (to_emit.empty()) return ok();
+    const int64_t ts = now_ms();
+    // One report per checkpoint, by number: a report that comes after this
+    // pass gave up on it finds no entry and is dropped.
+    std::vector<std::uintptr_t> ids(to_emit.size());
+    for (size_t i = 0; i < to_emit.size(); ++i) {
+        const auto& cp = to_emit[i];
+        ids[i] = next_report_++;
+        reports_[ids[i]] = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+        const std::string k = kafka::mm2::checkpoint_key(cp);
+        const std::string v = kafka::mm2::checkpoint_value(cp);
+        // The opaque carries the number only; it is never dereferenced.
+        void* opaque = reinterpret_cast<void*>(ids[i]);  // NOLINT(performance-no-int-to-ptr)
+        rd_kafka_resp_err_t err;
+        while ((err = target_->produce_copy(topic_, 0, k, &v, ts, opaque)) ==
+               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            target_->poll(10ms);
+        if (err) reports_[ids[i]] = err;  // never queued: no report will come
+    }
+    if (auto f = target_->flush(10s); !f) {
+        // Not delivered in time: dropped now and sent again next pass, so
+        // no older checkpoint can land after a newer one.
+        log_.warn(f.error().message);
+        target_->purge();
+        (void)target_->flush(1s);  // serves the purge reports
+    }
+    std::vector<rd_kafka_resp_err_t> outcome(to_emit.size());
+    for (size_t i = 0; i < to_emit.size(); ++i) {
+        outcome[i] = reports_[ids[i]];
+        reports_.erase(ids[i]);
+    }
+    std::vector<stored_checkpoint> stored;
+    size_t failed = 0;
+    rd_kafka_resp_err_t first = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0; i < to_emit.size(); ++i) {
+        const auto& cp = to_emit[i];
+        if (outcome[i] != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (failed++ == 0) first = outcome[i];
+            continue;
+        }
+        last_[key{cp.group, cp.topic, cp.partition}] = {cp.upstream_offset, cp.downstream_offset};
+        stored.push_back({cp, ts});
+    }
+    if (local_ != nullptr && !stored.empty()) {
+        if (auto r = local_->put(flow_.name, stored); !r) log_.warn(r.error().message);
+    }
+    if (metrics_ != nullptr && !stored.empty())
+        metrics_->emitted.Add({{"flow", flow_.name}}).Increment(static_cast<double>(stored.size()));
+    if (failed > 0)
+        return fail(errc::kafka, std::to_string(failed) + " of " + std::to_string(to_emit.size()) +
+                                     " checkpoint(s) to " + topic_ + " on " + flow_.target +
+                                     " were not delivered (" + rd_kafka_err2str(first) +
+                                     "); they are sent again next pass");
     return ok();
 }
 

@@ -13,6 +13,9 @@
 //   - Group sync only moves a target group forward (same rewind exception),
 //     and never touches a group with active members on the target: such a
 //     group is skipped, logged and counted, never an error.
+//   - A checkpoint counts as emitted (in last_, the metrics and the local
+//     store) only once the target acknowledged it; one that failed is sent
+//     again next pass.
 //   - The data path never waits on this component.
 // Thread model: one thread per flow; status() from any thread.
 #pragma once
@@ -31,6 +34,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <regex>
@@ -45,6 +49,14 @@ struct checkpoint_metric_families {
     prometheus::Family<prometheus::Gauge>& last_checkpoint;  // {flow}: unix seconds
 };
 [[nodiscard]] checkpoint_metric_families make_checkpoint_metrics(prometheus::Registry& r);
+// The `kind`s of replicatord_checkpoint_errors_total: the error codes a pass
+// can fail with (a checkpoint not delivered is "kafka"), and one group's
+// offsets unreadable on the source.
+inline constexpr const char* checkpoint_error_kinds[] = {"kafka", "unreachable", "timeout",
+                                                         "group_offsets"};
+// Exports every series of a flow at 0 (the checkpointer's constructor calls
+// it), so dashboards and alerts have data from the first scrape.
+void declare_flow(checkpoint_metric_families& m, const std::string& flow);
 // Drops every series of a flow that was removed (after its checkpointer stopped).
 void forget_flow(checkpoint_metric_families& m, const std::string& flow);
 
@@ -81,8 +93,12 @@ public:
     // Creates the clients (no connection is required to start: the source
     // may be down) and starts the thread.
     [[nodiscard]] Result<void> start();
+    // Only creates the clients, for tests that drive run_once() themselves.
+    [[nodiscard]] Result<void> open();
     void stop() noexcept;
     // One pass, on the caller's thread (tests; the thread calls the same).
+    // A failure is logged, counted in replicatord_checkpoint_errors_total
+    // and kept in status().last_error before it is returned.
     [[nodiscard]] Result<void> run_once();
     [[nodiscard]] checkpointer_status status() const;
 
@@ -94,6 +110,12 @@ private:
     using key = std::tuple<std::string, std::string, int32_t>;  // group, target topic, partition
 
     void run() noexcept;
+    // One pass; run_once() adds the logging and counting of its failure.
+    [[nodiscard]] Result<void> pass();
+    // Sends the checkpoints that changed; only those the target
+    // acknowledged are recorded in last_ (and local_). errc::kafka if any
+    // was not delivered: it is sent again next pass.
+    [[nodiscard]] Result<void> emit(const std::vector<kafka::mm2::checkpoint>& to_emit);
     [[nodiscard]] Result<void> ensure_topic();
     // Identity naming with a reverse flow: bring its runs (published on this
     // flow's source cluster) into the store when this process does not run
@@ -121,6 +143,10 @@ private:
     Logger log_;
     std::string topic_;  // <source>.checkpoints.internal
 
+    // Delivery outcome per checkpoint in flight, by the number emit() gave
+    // it as opaque. Declared before target_ so that it outlives it.
+    std::map<std::uintptr_t, rd_kafka_resp_err_t> reports_;
+    std::uintptr_t next_report_ = 1;
     std::optional<kafka::Client> source_;    // admin requests on the source
     std::optional<kafka::producer> target_;  // checkpoints, admin on the target
     bool topic_ready_ = false;

@@ -1,0 +1,152 @@
+// The checkpointer against a target that rejects its writes: the source
+// groups are real (the test bed's primary), the target is librdkafka's
+// in-process mock cluster, which fails produce requests on demand.
+#include "checkpoint/checkpointer.h"
+#include "checkpoint/failover.h"
+#include "conf/config.h"
+#include "kafka/mm2.h"
+#include "offsetsync/store.h"
+#include "tests/integration/support.h"
+
+#include <doctest/doctest.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <prometheus/registry.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+using namespace rpl::test;
+
+namespace {
+
+constexpr int16_t kProduce = 0;  // the Produce request's API key
+
+class mock_cluster {
+public:
+    mock_cluster() {
+        char err[512];
+        rd_kafka_conf_t* conf = rd_kafka_conf_new();
+        rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
+        host_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+        REQUIRE(host_ != nullptr);
+        mc_ = rd_kafka_mock_cluster_new(host_, 1);
+        REQUIRE(mc_ != nullptr);
+    }
+    ~mock_cluster() {
+        rd_kafka_mock_cluster_destroy(mc_);
+        rd_kafka_destroy(host_);
+    }
+    mock_cluster(const mock_cluster&) = delete;
+    mock_cluster& operator=(const mock_cluster&) = delete;
+    rd_kafka_mock_cluster_t* get() const { return mc_; }
+    std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(mc_); }
+
+private:
+    rd_kafka_t* host_ = nullptr;
+    rd_kafka_mock_cluster_t* mc_ = nullptr;
+};
+
+// Commits `offset` for group on topic/0 without joining it (a simple commit).
+void commit(const std::string& bootstrap, const std::string& group, const std::string& topic,
+            int64_t offset) {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
+    rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof err);
+    rd_kafka_t* c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    REQUIRE(c != nullptr);
+    rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic.c_str(), 0)->offset = offset;
+    const auto e = rd_kafka_commit(c, l, 0);
+    const auto pe = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(c);
+    REQUIRE_MESSAGE(e == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_err2str(e));
+    REQUIRE_MESSAGE(pe == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_err2str(pe));
+}
+
+double counter(prometheus::Registry& r, const std::string& name) {
+    double total = 0;
+    for (const auto& family : r.Collect())
+        if (family.name == name)
+            for (const auto& m : family.metric) total += m.counter.value;
+    return total;
+}
+
+}  // namespace
+
+// Guards against: the checkpointer ignored delivery reports, so a checkpoint
+// the target rejected was recorded as sent, never sent again while the group
+// stayed where it was, and an idle group had no checkpoint on dr to fail over
+// with.
+TEST_CASE("checkpoint_that_failed_delivery_is_sent_again_next_pass") {
+    const auto& b = testbed();
+    mock_cluster dr;
+    const std::string topic = unique("cpdel");
+    const std::string group = unique("cpdel-group");
+    create_topic(b.primary, topic, 1);
+    commit(b.primary, group, topic, 5);
+
+    const std::string text =
+        "[daemon]\nadmin_listen = \"127.0.0.1:0\"\n"
+        "[clusters.src]\nbootstrap = \"" +
+        b.primary +
+        "\"\n"
+        "[clusters.dst]\nbootstrap = \"" +
+        dr.bootstrap() +
+        "\"\n"
+        "[[flow]]\nname = \"cpdel\"\nsource = \"src\"\ntarget = \"dst\"\n"
+        "topics = [\"" +
+        topic + "\"]\ngroups = [\"" + group + "\"]\nsync_group_offsets = false\n";
+    auto cfg = rpl::conf::parse(text, "cpdel.toml");
+    REQUIRE_MESSAGE(cfg.has_value(), (cfg ? "" : cfg.error().message));
+    const auto& flow = cfg.value().flows.at(0);
+    const std::string cp_topic = rpl::kafka::mm2::checkpoints_topic("src");
+    REQUIRE(rd_kafka_mock_topic_create(dr.get(), cp_topic.c_str(), 1, 1) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+
+    // Records 0..9 of the source sit at 100..109 on the target.
+    const auto dir = std::filesystem::path(temp_dir()) / "cpdel-offsets";
+    auto store = rpl::offsetsync::store::open(dir);
+    REQUIRE(store.has_value());
+    const std::string target_topic = "src." + topic;
+    for (int64_t i = 0; i < 10; ++i)
+        REQUIRE(store.value()->record("cpdel", topic, 0, target_topic, i, 100 + i).has_value());
+    REQUIRE(store.value()->flush("cpdel").has_value());
+
+    prometheus::Registry registry;
+    auto metrics = rpl::checkpoint::make_checkpoint_metrics(registry);
+    rpl::checkpoint::checkpointer cp(flow, cfg.value(), *store.value(), &metrics);
+    REQUIRE(cp.open().has_value());  // no thread: the passes below are the only ones
+
+    const rpl::kafka::endpoint target{"dst", dr.bootstrap(), {}};
+    const rpl::Logger log("test");
+    auto on_target = [&]() -> std::optional<int64_t> {
+        auto cps = rpl::checkpoint::read_checkpoints(target, "src", std::chrono::seconds(10), log);
+        REQUIRE_MESSAGE(cps.has_value(), (cps ? "" : cps.error().message));
+        for (const auto& s : cps.value())
+            if (s.cp.group == group && s.cp.topic == target_topic && s.cp.partition == 0)
+                return s.cp.downstream_offset;
+        return std::nullopt;
+    };
+
+    // The pass's one produce request is rejected (a non-retriable error: the
+    // record fails at once instead of after message.timeout.ms).
+    rd_kafka_mock_push_request_errors(dr.get(), kProduce, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    auto first = cp.run_once();
+    CHECK_FALSE(on_target().has_value());
+    CHECK_FALSE(first.has_value());
+    if (!first) MESSAGE(first.error().message);
+    CHECK(counter(registry, "replicatord_checkpoints_emitted_total") == 0);
+    CHECK(counter(registry, "replicatord_checkpoint_errors_total") == 1);
+
+    // The group has not moved; the next pass still owes the target its position.
+    auto second = cp.run_once();
+    REQUIRE_MESSAGE(second.has_value(), (second ? "" : second.error().message));
+    CHECK(on_target() == 105);
+    CHECK(counter(registry, "replicatord_checkpoints_emitted_total") == 1);
+    CHECK(cp.status().checkpoints == 1);
+    delete_topic(b.primary, topic);
+}
