@@ -624,6 +624,8 @@ struct response {
     std::string etag;
 };
 
+using clock = std::chrono::steady_clock;
+
 struct attempt {
     CURLcode code = CURLE_OK;
     std::string curl_error;
@@ -690,14 +692,15 @@ public:
 
     Result<void> put(std::string_view key, std::string_view data) override {
         RPL_TRY(check_key(key, "put"));
-        if (data.size() > options_.multipart_threshold) return put_multipart(key, data);
+        if (data.size() > options_.multipart_threshold)
+            return put_multipart(key, data, call_deadline(data.size()));
         request r;
         r.method = "PUT";
         r.full_key = loc_.prefix + std::string(key);
         r.body = data;
         r.has_body = true;
         r.content_type = "application/octet-stream";
-        RPL_TRY(resp, execute(r, "put", key));
+        RPL_TRY(resp, execute(r, "put", key, call_deadline(data.size())));
         if (resp.status != 200) return http_error(resp, "put", key);
         return ok();
     }
@@ -706,7 +709,7 @@ public:
         RPL_TRY(check_key(key, "get"));
         request r;
         r.full_key = loc_.prefix + std::string(key);
-        RPL_TRY(resp, execute(r, "get", key));
+        RPL_TRY(resp, execute(r, "get", key, call_deadline(0)));
         if (resp.status != 200) return http_error(resp, "get", key);
         return std::move(resp.body);
     }
@@ -719,7 +722,9 @@ public:
             request r;
             r.query = {{"list-type", "2"}, {"prefix", full_prefix}};
             if (!token.empty()) r.query.emplace_back("continuation-token", token);
-            RPL_TRY(resp, execute(r, "list", prefix));
+            // Each page has its own deadline: a listing's length is the
+            // bucket's, not a sign of a stuck server.
+            RPL_TRY(resp, execute(r, "list", prefix, call_deadline(0)));
             if (resp.status != 200) return http_error(resp, "list", prefix);
             auto page = parse_list_objects_v2(resp.body);
             if (!page)
@@ -748,7 +753,7 @@ public:
         request r;
         r.method = "DELETE";
         r.full_key = loc_.prefix + std::string(key);
-        RPL_TRY(resp, execute(r, "remove", key));
+        RPL_TRY(resp, execute(r, "remove", key, call_deadline(0)));
         if (resp.status == 200 || resp.status == 204) return ok();
         if (resp.status == 404) {
             const auto e = parse_s3_error(resp.body);
@@ -760,12 +765,19 @@ public:
     Result<void> check() override {
         request r;
         r.query = {{"list-type", "2"}, {"max-keys", "1"}, {"prefix", loc_.prefix}};
-        RPL_TRY(resp, execute(r, "check", {}));
+        RPL_TRY(resp, execute(r, "check", {}, call_deadline(0)));
         if (resp.status != 200) return http_error(resp, "check", {});
         return ok();
     }
 
 private:
+    // When a call that uploads `bytes` must have returned: operation_timeout
+    // plus one second per MiB (a floor of 1 MiB/s for large puts).
+    clock::time_point call_deadline(std::size_t bytes) const {
+        return clock::now() + options_.operation_timeout +
+               std::chrono::milliseconds(bytes * 1000 / (1u << 20));
+    }
+
     std::string where(std::string_view op, std::string_view key) const {
         std::string s = "s3 store " + loc_.masked_url + ": " + std::string(op);
         if (!key.empty() || op == "put" || op == "get" || op == "remove") s += " " + quoted(key);
@@ -811,7 +823,7 @@ private:
         return boost::outcome_v2::failure(http_error_value(resp, op, key));
     }
 
-    attempt perform(const request& r) {
+    attempt perform(const request& r, clock::time_point deadline) {
         attempt a;
         curl_ptr h = pool_.take();
         if (!h) {
@@ -852,7 +864,15 @@ private:
             curl_easy_setopt(c, CURLOPT_PASSWORD, secret_key_.c_str());
         }
         const long timeout_ms = static_cast<long>(options_.request_timeout.count());
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+        // The whole request, transfer included, ends at the call's deadline:
+        // the stall limit below alone lets a server that trickles a byte a
+        // second hold the call for ever.
+        const long left_ms = std::max(
+            1L, static_cast<long>(
+                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now())
+                        .count()));
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, left_ms);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms, left_ms));
         // A request that moves no byte for request_timeout fails (a large body
         // may take longer than that in total, which is fine).
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -889,19 +909,30 @@ private:
     }
 
     // Performs r, retrying what is worth retrying. Returns the final HTTP
-    // answer (any status that is not retried); fails on a transport error or
-    // when the attempts run out.
-    Result<response> execute(const request& r, std::string_view op, std::string_view key) {
+    // answer (any status that is not retried); fails on a transport error,
+    // when the attempts run out, or (errc::timeout) at the deadline.
+    Result<response> execute(const request& r, std::string_view op, std::string_view key,
+                             clock::time_point deadline) {
         const int attempts = std::max(1, options_.max_attempts);
+        const auto overran = [&](int n, const std::string& last) {
+            const auto budget =
+                std::chrono::duration_cast<std::chrono::milliseconds>(options_.operation_timeout);
+            return fail(errc::timeout, where(op, key) + ": no complete answer from " +
+                                           loc_.endpoint + " within the call's deadline (" +
+                                           std::to_string(budget.count()) +
+                                           " ms, plus 1 s per MiB put) after " + std::to_string(n) +
+                                           " attempt(s); last: " + last);
+        };
         auto delay = std::chrono::milliseconds(first_backoff);
         std::string last;
         bool transport = false;
         for (int n = 1;; ++n) {
-            attempt a = perform(r);
+            attempt a = perform(r, deadline);
             bool retry = false;
             if (a.code != CURLE_OK) {
                 last = a.curl_error;
                 transport = true;
+                if (clock::now() >= deadline) return overran(n, last);
                 if (!transport_retryable(a.code))
                     return fail(errc::io, where(op, key) + ": " + last);
                 retry = true;
@@ -920,6 +951,7 @@ private:
                 }
             }
             if (!retry || n >= attempts) break;
+            if (clock::now() + delay >= deadline) return overran(n, last);
             log_.warn(std::string(op) + (key.empty() ? "" : " " + quoted(key)) + ": attempt " +
                       std::to_string(n) + "/" + std::to_string(attempts) + " failed (" + last +
                       "); retrying in " + std::to_string(delay.count()) + " ms");
@@ -934,7 +966,8 @@ private:
                                   " attempt(s): " + last);
     }
 
-    Result<void> put_multipart(std::string_view key, std::string_view data) {
+    Result<void> put_multipart(std::string_view key, std::string_view data,
+                               clock::time_point deadline) {
         const std::string full_key = loc_.prefix + std::string(key);
         std::string upload_id;
         {
@@ -944,7 +977,7 @@ private:
             r.query = {{"uploads", ""}};
             r.has_body = true;
             r.content_type = "application/octet-stream";
-            RPL_TRY(resp, execute(r, "put (create multipart upload)", key));
+            RPL_TRY(resp, execute(r, "put (create multipart upload)", key, deadline));
             if (resp.status != 200) return http_error(resp, "put (create multipart upload)", key);
             auto id = parse_upload_id(resp.body);
             if (!id)
@@ -952,7 +985,7 @@ private:
                                           id.error().message);
             upload_id = std::move(id).value();
         }
-        auto result = upload_parts(key, full_key, upload_id, data);
+        auto result = upload_parts(key, full_key, upload_id, data, deadline);
         if (!result) {
             // Best effort: an unfinished upload keeps its parts (and costs
             // storage) until aborted.
@@ -960,7 +993,10 @@ private:
             r.method = "DELETE";
             r.full_key = full_key;
             r.query = {{"uploadId", upload_id}};
-            auto resp = execute(r, "put (abort multipart upload)", key);
+            // Its own short deadline: the call's may be what just passed.
+            auto resp = execute(r, "put (abort multipart upload)", key,
+                                clock::now() + std::min(options_.request_timeout,
+                                                        std::chrono::milliseconds(10000)));
             if (!resp || (resp.value().status != 204 && resp.value().status != 200 &&
                           resp.value().status != 404))
                 log_.warn(where("put", key) + ": could not abort multipart upload " + upload_id +
@@ -971,7 +1007,8 @@ private:
     }
 
     Result<void> upload_parts(std::string_view key, const std::string& full_key,
-                              const std::string& upload_id, std::string_view data) {
+                              const std::string& upload_id, std::string_view data,
+                              clock::time_point deadline) {
         const auto parts = plan_parts(data.size(), options_.part_size);
         std::string complete = "<CompleteMultipartUpload>";
         for (std::size_t i = 0; i < parts.size(); ++i) {
@@ -985,7 +1022,7 @@ private:
             r.body = data.substr(parts[i].first, parts[i].second);
             r.has_body = true;
             r.content_type = "application/octet-stream";
-            RPL_TRY(resp, execute(r, op, key));
+            RPL_TRY(resp, execute(r, op, key, deadline));
             if (resp.status != 200) return http_error(resp, op, key);
             if (resp.etag.empty())
                 return fail(errc::io, where(op, key) + ": the answer has no ETag header");
@@ -1002,7 +1039,7 @@ private:
         r.content_type = "application/xml";
         r.error_in_200 = true;
         const char* op = "put (complete multipart upload)";
-        RPL_TRY(resp, execute(r, op, key));
+        RPL_TRY(resp, execute(r, op, key, deadline));
         if (resp.status != 200) return http_error(resp, op, key);
         if (const auto e = parse_s3_error(resp.body))
             return fail(errc::io,
@@ -1060,6 +1097,8 @@ Result<std::unique_ptr<object_store>> open_s3_store(std::string_view url,
                                               " is outside S3's limits (5 MiB to 5 GiB)");
     if (options.request_timeout.count() <= 0)
         return fail(errc::invalid_config, where + "request_timeout must be positive");
+    if (options.operation_timeout.count() <= 0)
+        return fail(errc::invalid_config, where + "operation_timeout must be positive");
     global_init();
     return std::unique_ptr<object_store>(std::make_unique<s3_store>(
         std::move(loc), options, std::move(access), std::move(secret), std::move(token)));

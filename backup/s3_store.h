@@ -18,6 +18,11 @@
 // Retries: transport errors, 5xx, 429, SlowDown and RequestTimeout are retried
 // with backoff (200 ms doubling to 10 s) up to options.max_attempts; other 4xx
 // fail at once with the S3 error Code and Message.
+// Deadlines: each request has request_timeout to connect and may not stall
+// for longer; each call (put, get, remove, check; list per page) ends by
+// options.operation_timeout (+1 s per MiB put), every attempt and backoff
+// included, or fails with errc::timeout naming the store, operation and key.
+// A failed multipart upload's abort gets its own short deadline.
 // Secrets (secret key, session token, Authorization) never reach a message or
 // a log line: messages carry the masked URL, the key and the S3 error text.
 // Thread model: a store may be used from several threads at once; each request

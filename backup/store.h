@@ -12,7 +12,8 @@
 // CompleteMultipartUpload answered 200). A reader never sees a half-written
 // object. list() returns keys in byte order, complete (all pages).
 // Errors: errc::not_found for a missing object or bucket, errc::unreachable
-// when the server does not answer, errc::io otherwise; every message names
+// when the server does not answer, errc::timeout when a call overran its
+// deadline (store_options::operation_timeout), errc::io otherwise; every message names
 // the store (masked URL) and the key. Secrets never appear in a message.
 // Thread model: an object_store may be used from several threads at once.
 #pragma once
@@ -42,7 +43,15 @@ struct store_options {
     std::uint64_t multipart_threshold = 16ull << 20;  // objects above this use multipart upload
     std::uint64_t part_size = 8ull << 20;
     int max_attempts = 6;  // per request; backoff 200 ms doubling to 10 s
+    // Per request: the connect timeout, and the stall limit (a request that
+    // moves no byte for this long fails and may be retried).
     std::chrono::milliseconds request_timeout{30000};
+    // The deadline of one call (put, get, remove, check; list per page):
+    // every request, retry and backoff it makes, plus one second per MiB a
+    // put uploads. A call still unanswered then fails with errc::timeout
+    // naming the store, the operation and the key -- a dead endpoint or one
+    // that trickles bytes never holds a caller longer.
+    std::chrono::milliseconds operation_timeout{120000};
 };
 
 class object_store {

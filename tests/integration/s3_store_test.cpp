@@ -581,3 +581,130 @@ TEST_CASE(
     CHECK(contains(seen[0].headers.at("authorization"), "Credential=AKIDENV/"));
     CHECK(contains(seen[0].headers.at("authorization"), "x-amz-security-token"));  // signed
 }
+
+namespace {
+
+// A server on 127.0.0.1 that accepts every connection and then either never
+// answers, or trickles a valid-looking HTTP answer one byte a second (at
+// most `max_bytes` per connection, so that a store without a deadline still
+// returns in the end and the test fails instead of hanging).
+class stalling_server {
+public:
+    enum class mode { silent, trickle };
+    explicit stalling_server(mode m, int max_bytes = 40) : mode_(m), max_bytes_(max_bytes) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(fd_ >= 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        REQUIRE(::listen(fd_, 16) == 0);
+        socklen_t len = sizeof addr;
+        REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+        port_ = ntohs(addr.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~stalling_server() {
+        stop_ = true;
+        thread_.join();
+        for (const auto& c : conns_) ::close(c.fd);
+        ::close(fd_);
+    }
+    stalling_server(const stalling_server&) = delete;
+    stalling_server& operator=(const stalling_server&) = delete;
+    std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    int accepted() const { return accepted_; }
+
+private:
+    struct conn {
+        int fd;
+        int sent = 0;
+        std::chrono::steady_clock::time_point next;
+    };
+    void serve() {
+        const std::string answer =
+            "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + std::string(1000, 'x');
+        while (!stop_) {
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, 50) > 0) {
+                const int c = ::accept(fd_, nullptr, nullptr);
+                if (c >= 0) {
+                    conns_.push_back({c, 0, std::chrono::steady_clock::now()});
+                    ++accepted_;
+                }
+            }
+            if (mode_ != mode::trickle) continue;
+            const auto now = std::chrono::steady_clock::now();
+            for (auto& c : conns_) {
+                if (c.sent < 0 || now < c.next) continue;
+                if (c.sent >= max_bytes_) {
+                    ::shutdown(c.fd, SHUT_RDWR);
+                    c.sent = -1;
+                    continue;
+                }
+                (void)::send(c.fd, answer.data() + c.sent, 1, MSG_NOSIGNAL);
+                ++c.sent;
+                c.next = now + std::chrono::seconds(1);
+            }
+        }
+    }
+
+    const mode mode_;
+    const int max_bytes_;
+    int fd_ = -1;
+    int port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> accepted_{0};
+    std::vector<conn> conns_;  // the server thread's only
+    std::thread thread_;
+};
+
+// Short limits, so that the deadline is what ends the call: without it a
+// silent server costs 6 attempts x 2 s stall + 6.2 s of backoff, and a
+// trickling one is never "stalled" at all.
+store_options deadline_options() {
+    auto o = fake_options();
+    o.max_attempts = 6;
+    o.request_timeout = std::chrono::seconds(2);
+    o.operation_timeout = std::chrono::seconds(3);
+    return o;
+}
+
+}  // namespace
+
+// Guards against: a store call had a connect timeout and a stall limit but
+// no overall deadline (186 s against a dead endpoint with the defaults), so
+// a tap waiting on it stopped polling long enough to be evicted.
+TEST_CASE("s3_store_call_against_a_server_that_never_answers_fails_at_its_deadline") {
+    stalling_server server(stalling_server::mode::silent);
+    auto s = open("s3://bkt/pre?endpoint=" + server.endpoint(), deadline_options());
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = s->get("segments/t/0/00000000000000000042.seg");
+    const auto took = std::chrono::steady_clock::now() - t0;
+    REQUIRE(!r.has_value());
+    MESSAGE(r.error().message);
+    CHECK(r.error().code == errc::timeout);
+    CHECK(contains(r.error().message, "deadline"));
+    CHECK(contains(r.error().message, s->describe()));
+    CHECK(contains(r.error().message, "get 'segments/t/0/00000000000000000042.seg'"));
+    CHECK(server.accepted() >= 1);
+    CHECK(took < std::chrono::seconds(30));  // returns at all; not a timing assertion
+}
+
+// Guards against: a server that sends a byte a second never trips the stall
+// limit (1 byte/s over request_timeout), so without a deadline the call
+// never returned.
+TEST_CASE("s3_store_call_against_a_server_that_trickles_bytes_fails_at_its_deadline") {
+    stalling_server server(stalling_server::mode::trickle);
+    auto s = open("s3://bkt/pre?endpoint=" + server.endpoint(), deadline_options());
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = s->put("archive/obj", "payload");
+    const auto took = std::chrono::steady_clock::now() - t0;
+    REQUIRE(!r.has_value());
+    MESSAGE(r.error().message);
+    CHECK(r.error().code == errc::timeout);
+    CHECK(contains(r.error().message, "deadline"));
+    CHECK(contains(r.error().message, s->describe()));
+    CHECK(contains(r.error().message, "put 'archive/obj'"));
+    CHECK(took < std::chrono::seconds(30));  // returns at all; not a timing assertion
+}
