@@ -158,6 +158,47 @@ namespace {
 // Commits `next` into group on the cluster behind `c` unless the group has
 // active members there; fills current offsets before and, when applied, the
 // offsets read back after.
+// Checks every row of a plan against its partition's log range on the
+// cluster behind `rd` (see failover() in the header for the rules). Fills
+// log_start, log_end, translated and note; clamps next; sets refused.
+Result<void> check_log_range(kafka::reader& rd, group_plan& plan, kafka::deadline_ms deadline,
+                             const Logger& log) {
+    std::string refused;
+    for (auto& r : plan.rows) {
+        r.translated = r.next;
+        const std::string where = "group " + plan.group + " " + r.topic + "/" +
+                                  std::to_string(r.partition) + " on " + plan.cluster;
+        auto wm = rd.query_watermarks(r.topic, r.partition, deadline);
+        if (!wm) {
+            if (wm.error().code != errc::not_found) return wm.error();
+            r.note = where + ": the partition does not exist there";
+            refused += (refused.empty() ? "" : "; ") + r.note;
+            continue;
+        }
+        r.log_start = wm.value().low;
+        r.log_end = wm.value().high;
+        if (r.next < r.log_start) {
+            r.note = where + ": translated offset " + std::to_string(r.next) +
+                     " is below the log start " + std::to_string(r.log_start) + " (records " +
+                     std::to_string(r.next) + ".." + std::to_string(r.log_start - 1) +
+                     " are gone); resuming at " + std::to_string(r.log_start);
+            log.warn(r.note);
+            r.next = r.log_start;
+        } else if (r.next > r.log_end) {
+            r.note = where + ": translated offset " + std::to_string(r.next) +
+                     " is past the log end " + std::to_string(r.log_end) +
+                     " (topic recreated, or records lost on the target?); committing it would "
+                     "skip the records written there next";
+            refused += (refused.empty() ? "" : "; ") + r.note;
+        }
+    }
+    if (!refused.empty()) {
+        plan.refused = refused + "; nothing of the group committed";
+        log.warn(plan.refused);
+    }
+    return ok();
+}
+
 Result<void> plan_or_apply(const kafka::Client& c, group_plan& plan, bool apply) {
     kafka::admin adm(c, 15s);
     RPL_TRY(desc, adm.describe_group(plan.group));
@@ -169,11 +210,12 @@ Result<void> plan_or_apply(const kafka::Client& c, group_plan& plan, bool apply)
         r.current = it == have.end() ? -1 : it->second;
     }
     if (desc.members > 0) {
-        plan.refused = "group " + plan.group + " has " + std::to_string(desc.members) +
-                       " active member(s) on " + plan.cluster + " (" + desc.state + ")";
+        plan.refused += (plan.refused.empty() ? "" : "; ") +
+                        ("group " + plan.group + " has " + std::to_string(desc.members) +
+                         " active member(s) on " + plan.cluster + " (" + desc.state + ")");
         return ok();
     }
-    if (!apply) return ok();
+    if (!apply || !plan.refused.empty()) return ok();
     kafka::partition_list commit;
     for (const auto& r : plan.rows) commit.push_back({r.topic, r.partition, r.next});
     RPL_TRY(adm.alter_group_offsets(plan.group, commit));
@@ -195,8 +237,10 @@ Result<std::vector<group_plan>> failover(const conf::Config& cfg, const conf::fl
     RPL_TRY(target,
             kafka::Client::create(kafka::client_kind::producer, endpoint_of(cfg, flow.target),
                                   {{"log_level", "3"}}, log));
+    RPL_TRY(rd, kafka::reader::create(endpoint_of(cfg, flow.target), {{"log_level", "3"}}, log));
     std::vector<group_plan> out;
     for (auto& [g, p] : plans) {
+        RPL_TRY(check_log_range(rd, p, 15s, log));
         RPL_TRY(plan_or_apply(target, p, apply));
         out.push_back(std::move(p));
     }

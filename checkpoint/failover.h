@@ -77,14 +77,25 @@ struct group_plan {
     struct row {
         std::string topic;
         int32_t partition = 0;
-        int64_t current = -1;  // the group's committed offset there now, -1 if none
-        int64_t next = -1;     // what failover commits
+        int64_t current = -1;     // the group's committed offset there now, -1 if none
+        int64_t next = -1;        // what failover commits
+        int64_t translated = -1;  // what the checkpoint said (next differs when clamped)
+        int64_t log_start = -1;   // the partition's range on that cluster, -1 if not asked
+        int64_t log_end = -1;
+        std::string note;  // why next differs from translated, or why the group is refused
     };
     std::vector<row> rows;
 };
 
 // Forward failover: commit the checkpointed target offsets into each group on
-// the target. `apply` false only plans.
+// the target. `apply` false only plans, with the same checks:
+//   - each offset is checked against the target partition's log range
+//     [start, end], read before anything is committed;
+//   - below the log start, those records are gone (retention): the group
+//     resumes at the log start, with a warning naming both offsets;
+//   - past the log end (the target topic was recreated or lost records) or on
+//     a partition the target lacks, the group is refused, nothing of it
+//     committed: it would skip the records written there next.
 [[nodiscard]] Result<std::vector<group_plan>> failover(const conf::Config& cfg,
                                                        const conf::flow_config& flow,
                                                        const std::vector<translation_row>& rows,
