@@ -281,15 +281,12 @@ private:
                         break;
                     }
                     if (failing() && steady::now() - started_at >= stable_after) {
-                        int n = 0;
-                        {
-                            std::lock_guard lock(mu_);
-                            failing_ = false;
-                            n = restarts_;
-                        }
+                        // Logged before /readyz can say so.
+                        sup_.log_.info(label() + " runs again after " +
+                                       std::to_string(look().restarts) + " restart(s)");
+                        std::lock_guard lock(mu_);
+                        failing_ = false;
                         backoff = first_backoff;
-                        sup_.log_.info(label() + " runs again after " + std::to_string(n) +
-                                       " restart(s)");
                     }
                 }
                 if (!failed) break;  // stop requested

@@ -34,17 +34,23 @@ bool has(const std::string& haystack, const std::string& needle) {
     return haystack.find(needle) != std::string::npos;
 }
 
-// A port on 127.0.0.1 where nothing listens now.
-int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t n = sizeof a;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n) == 0);
-    ::close(fd);
-    return ntohs(a.sin_port);
+// Two distinct ports on 127.0.0.1 where nothing listens now.
+std::pair<int, int> free_ports() {
+    int fds[2];
+    int ports[2];
+    for (int i = 0; i < 2; ++i) {
+        fds[i] = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fds[i], reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        socklen_t n = sizeof a;
+        REQUIRE(::getsockname(fds[i], reinterpret_cast<sockaddr*>(&a), &n) == 0);
+        ports[i] = ntohs(a.sin_port);
+    }
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return {ports[0], ports[1]};
 }
 
 // Forwards every connection to 127.0.0.1:from_port to 127.0.0.1:to_port.
@@ -178,7 +184,7 @@ TEST_CASE("a_cluster_or_store_down_at_start_stops_only_its_units_which_start_whe
         create_topic(b.primary, t, 2);
         produce_n(t, 100);
     }
-    const int kafka_port = free_port(), s3_port = free_port();
+    const auto [kafka_port, s3_port] = free_ports();
     const std::string store = "s3://" + b.s3_bucket + "/" + unique("sv") +
                               "?endpoint=http://127.0.0.1:" + std::to_string(s3_port) +
                               "&path_style=true&region=us-east-1";
@@ -277,7 +283,7 @@ TEST_CASE("healthz_answers_while_a_reload_waits_on_a_cluster_that_does_not_answe
     create_topic(b.primary, topic, 1);
     const std::string v1 = head() + flow_section("steady", "dr", topic);
     const std::string v2 =
-        head("[clusters.nowhere]\nbootstrap = \"127.0.0.1:" + std::to_string(free_port()) +
+        head("[clusters.nowhere]\nbootstrap = \"127.0.0.1:" + std::to_string(free_ports().first) +
              "\"\n\n") +
         flow_section("steady", "dr", topic) + flow_section("stuck", "nowhere", topic);
     const std::string path = write_file(unique("sv-hz") + ".toml", v1);
