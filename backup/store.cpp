@@ -91,7 +91,10 @@ public:
 
     Result<std::string> get(std::string_view key) override {
         RPL_TRY(path, resolve(key));
-        fd_guard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        // O_NONBLOCK: a FIFO (or device) at the key's path would otherwise
+        // block the open for ever, waiting for a writer. Regular files
+        // ignore the flag.
+        fd_guard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
         if (fd.get() < 0) {
             const int e = errno;
             if (e == ENOENT || e == ENOTDIR)
@@ -104,6 +107,9 @@ public:
         if (::fstat(fd.get(), &st) != 0)
             return fail(errc::io, "store " + url_ + ": cannot stat " + std::string(key) + ": " +
                                       errno_text(errno));
+        if (!S_ISREG(st.st_mode))
+            return fail(errc::io, "store " + url_ + ": get " + std::string(key) +
+                                      ": not a regular file (" + path.string() + ")");
         std::string out(static_cast<std::size_t>(st.st_size), '\0');
         std::size_t done = 0;
         while (done < out.size()) {
