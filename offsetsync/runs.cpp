@@ -269,15 +269,54 @@ bool partition_runs::erase(int64_t dst_start) {
     return true;
 }
 
+std::vector<bool> partition_runs::prunable(int64_t log_start) const {
+    std::vector<bool> drop(runs_.size(), false);
+    if (runs_.size() <= 1) return drop;
+    for (size_t i = 0; i + 1 < runs_.size(); ++i) drop[i] = runs_[i].src_end() <= log_start;
+    // Runs overlap on the source side only after re-sends. A run all of
+    // whose records were copied again later holds no latest copy: no lookup
+    // reads it (F takes the latest copy), and a reverse lookup finds the same
+    // source offsets in the later runs. Found by sweeping from the last run
+    // back, with the later runs' records as disjoint source intervals.
+    if (monotone_) return drop;
+    std::map<int64_t, int64_t> later;  // start -> end of records held by later runs
+    auto covered = [&later](const run& piece) {
+        auto it = later.upper_bound(piece.src_start);
+        if (it == later.begin()) return false;
+        --it;
+        return it->first <= piece.src_start && piece.src_end() <= it->second;
+    };
+    auto cover = [&later](const run& piece) {
+        int64_t a = piece.src_start;
+        int64_t e = piece.src_end();
+        auto it = later.upper_bound(a);
+        if (it != later.begin() && std::prev(it)->second >= a) --it;
+        while (it != later.end() && it->first <= e) {
+            a = std::min(a, it->first);
+            e = std::max(e, it->second);
+            it = later.erase(it);
+        }
+        later.emplace(a, e);
+    };
+    for (size_t i = runs_.size(); i-- > 0;) {
+        const auto pieces =
+            runs_[i].hole_count == 0 ? std::vector<run>{runs_[i]} : runs_[i].pieces();
+        if (i + 1 < runs_.size() && !drop[i])
+            drop[i] = std::all_of(pieces.begin(), pieces.end(), covered);
+        for (const run& piece : pieces) cover(piece);
+    }
+    return drop;
+}
+
 std::vector<run> partition_runs::prune(int64_t log_start) {
     std::vector<run> dropped;
-    if (runs_.size() <= 1) return dropped;
+    const std::vector<bool> drop = prunable(log_start);
+    if (std::find(drop.begin(), drop.end(), true) == drop.end()) return dropped;
     std::vector<run> kept;
     kept.reserve(runs_.size());
     size_t new_first_dirty = 0;
     for (size_t i = 0; i < runs_.size(); ++i) {
-        const bool latest = i + 1 == runs_.size();
-        if (!latest && runs_[i].src_end() <= log_start) {
+        if (drop[i]) {
             hole_bytes_ -= runs_[i].holes.size();
             dropped.push_back(runs_[i]);
             continue;
@@ -285,7 +324,6 @@ std::vector<run> partition_runs::prune(int64_t log_start) {
         if (first_dirty_ != clean && i < first_dirty_) ++new_first_dirty;
         kept.push_back(runs_[i]);
     }
-    if (dropped.empty()) return dropped;
     runs_ = std::move(kept);
     if (first_dirty_ != clean)
         first_dirty_ = new_first_dirty < runs_.size() ? new_first_dirty : clean;

@@ -145,9 +145,14 @@ public:
     [[nodiscard]] merge_result classify(const run& r) const;
     // Drops the run starting at dst_start (a tombstone); false if unknown.
     bool erase(int64_t dst_start);
-    // Drops every run entirely below the source's log start offset, except
-    // the latest run, which keeps the target end known. Returns the runs dropped.
+    // Drops what no lookup at or above the source's log start offset can
+    // need: every run entirely below it, and every run whose records all have
+    // a later copy (hidden by re-sends); never the latest run, which keeps
+    // the target end known. No answer (lookup, reverse_lookup, ends) for an
+    // offset at or above log_start changes. Returns the runs dropped.
     std::vector<run> prune(int64_t log_start);
+    // Per run, whether prune(log_start) would drop it.
+    [[nodiscard]] std::vector<bool> prunable(int64_t log_start) const;
 
     // The translation of committed source position o (>= 0); nullopt when
     // no run is known.

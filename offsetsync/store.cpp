@@ -302,8 +302,9 @@ Result<std::vector<run_record>> store::prune(std::string_view flow, std::string_
     std::vector<run_record> out;
     std::vector<std::string> deletes;
     const auto& rs = st.runs.runs();
-    for (size_t i = 0; i + 1 < rs.size(); ++i) {
-        if (rs[i].src_end() > log_start) continue;
+    const std::vector<bool> drop = st.runs.prunable(log_start);
+    for (size_t i = 0; i < rs.size(); ++i) {
+        if (!drop[i]) continue;
         deletes.push_back(encode_key(flow, source_topic, partition, rs[i].dst_start));
         out.push_back(run_record{std::string(flow), std::string(source_topic), partition,
                                  st.target_topic, rs[i]});
@@ -319,7 +320,7 @@ Result<std::vector<run_record>> store::prune(std::string_view flow, std::string_
                                         std::to_string(out.size()));
     log_.debug("pruned " + std::to_string(out.size()) + " run(s) of " +
                describe(flow, source_topic, partition) + " below source offset " +
-               std::to_string(log_start));
+               std::to_string(log_start) + " or copied again later");
     return out;
 }
 

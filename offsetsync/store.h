@@ -112,9 +112,11 @@ public:
                                                      std::string_view source_topic,
                                                      int32_t partition) const;
 
-    // Retention: drops runs entirely below the source's log start offset
-    // (keeping the latest run). Returns what was dropped, for the caller to
-    // retract (tombstone) from the runs topic.
+    // Retention: drops runs entirely below the source's log start offset,
+    // and runs whose every record was copied again later (re-sends), keeping
+    // the latest run (partition_runs::prune). Returns what was dropped, for
+    // the caller to retract (tombstone) from the runs topic. log_start 0
+    // drops only the re-sent runs.
     [[nodiscard]] Result<std::vector<run_record>> prune(std::string_view flow,
                                                         std::string_view source_topic,
                                                         int32_t partition, int64_t log_start);
