@@ -311,4 +311,12 @@ TEST_CASE("open_s3_store: bad options are refused; describe() is the masked URL"
     r = open_s3_store(url, bad);
     REQUIRE(!r.has_value());
     CHECK(contains(r.error().message, "max_attempts"));
+
+    // A call without a deadline is what the deadline exists to prevent.
+    bad = o;
+    bad.operation_timeout = std::chrono::milliseconds(0);
+    r = open_s3_store(url, bad);
+    REQUIRE(!r.has_value());
+    CHECK(r.error().code == errc::invalid_config);
+    CHECK(contains(r.error().message, "operation_timeout must be positive"));
 }
