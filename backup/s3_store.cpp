@@ -917,8 +917,8 @@ private:
         const auto overran = [&](int n, const std::string& last) {
             const auto budget =
                 std::chrono::duration_cast<std::chrono::milliseconds>(options_.operation_timeout);
-            return fail(errc::timeout, where(op, key) + ": no complete answer from " +
-                                           loc_.endpoint + " within the call's deadline (" +
+            return fail(errc::timeout, where(op, key) + ": no success from " + loc_.endpoint +
+                                           " within the call's deadline (" +
                                            std::to_string(budget.count()) +
                                            " ms, plus 1 s per MiB put) after " + std::to_string(n) +
                                            " attempt(s); last: " + last);
