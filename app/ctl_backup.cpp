@@ -38,6 +38,9 @@ namespace {
 
 constexpr int exit_refused = 4;
 constexpr int exit_damage = 5;
+// The archive is intact, but the source deleted records before the tap
+// archived them (retention, DeleteRecords): not "ok", and not damage either.
+constexpr int exit_lost = 6;
 
 constexpr const char* backup_usage = R"(usage:
   replicatorctl backup list --store URL
@@ -49,7 +52,9 @@ constexpr const char* backup_usage = R"(usage:
   replicatorctl backup verify --store URL --backup ID [--deep]
       Every segment's index and checksum, and that offsets are continuous
       except for recorded gaps; --deep also decompresses and checks every
-      record. Names the object and offset range of any damage (exit 5).
+      record. Names the object and offset range of any damage (exit 5), and
+      every range of records the source deleted before they were archived
+      (exit 6 when that is all that is wrong).
   replicatorctl restore --config R.toml [--dry-run] [--skip-damaged]
       Restore a backup (see docs/restore.md); --dry-run checks everything and
       prints what would be restored, writing nothing.
@@ -57,7 +62,8 @@ constexpr const char* backup_usage = R"(usage:
 URL: file:///path or s3://bucket/prefix?endpoint=..&region=..&path_style=true;
 S3 credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 exit codes: 0 ok, 1 failure, 2 bad arguments or config, 3 unreachable,
-4 a group was refused, 5 damage found
+4 a group was refused, 5 damage found, 6 no damage but records were lost
+before they were archived (verify)
 )";
 
 struct args {
@@ -229,10 +235,15 @@ int backup_describe(const args& a) {
         std::string topic;
         int32_t partition;
         partition_stats s;
+        std::uint64_t lost = 0;  // records the source deleted before they were archived
     };
     std::vector<row> rows;
     for (const auto& t : c.topics())
-        for (const int32_t p : c.partitions(t)) rows.push_back({t, p, stats_of(c.segments(t, p))});
+        for (const int32_t p : c.partitions(t)) {
+            backup::verify_report lost;  // its lost_records() counts overlaps once
+            lost.losses = c.losses(t, p);
+            rows.push_back({t, p, stats_of(c.segments(t, p)), lost.lost_records()});
+        }
 
     if (a.json) {
         std::ostringstream o;
@@ -255,7 +266,22 @@ int backup_describe(const args& a) {
                   << ",\"end_offset\":" << r.s.end << ",\"min_timestamp\":" << r.s.min_ts
                   << ",\"max_timestamp\":" << r.s.max_ts << ",\"records\":" << r.s.records
                   << ",\"bytes\":" << r.s.bytes << ",\"absent_offsets\":" << r.s.absent
-                  << ",\"holes\":" << r.s.holes << "}";
+                  << ",\"holes\":" << r.s.holes << ",\"lost_records\":" << r.lost
+                  << ",\"losses\":[";
+                bool first_loss = true;
+                for (const auto& l : c.losses(t, r.partition)) {
+                    o << (first_loss ? "" : ",") << "{\"from\":" << l.from << ",\"to\":" << l.to
+                      << ",\"noticed_ms\":" << l.noticed_ms << "}";
+                    first_loss = false;
+                }
+                o << "],\"epochs\":[";
+                bool first_epoch = true;
+                for (const auto& e : c.epochs(t, r.partition)) {
+                    o << (first_epoch ? "" : ",") << "{\"base\":" << e.base
+                      << ",\"taken_ms\":" << e.taken_ms << "}";
+                    first_epoch = false;
+                }
+                o << "]}";
                 first = false;
             }
             o << "]}";
@@ -277,15 +303,27 @@ int backup_describe(const args& a) {
               << conf::format_timestamp(m.created_ms) << ", zstd level " << m.compression_level
               << "\n\n";
     std::vector<std::vector<std::string>> table = {{"TOPIC", "PARTITION", "SEGMENTS", "OFFSETS",
-                                                    "RECORDS", "ABSENT-OFFSETS", "HOLES", "BYTES",
-                                                    "MIN-TIMESTAMP", "MAX-TIMESTAMP"}};
+                                                    "RECORDS", "ABSENT-OFFSETS", "LOST", "HOLES",
+                                                    "BYTES", "MIN-TIMESTAMP", "MAX-TIMESTAMP"}};
     for (const auto& r : rows)
         table.push_back({r.topic, std::to_string(r.partition), std::to_string(r.s.segments),
                          range(r.s.start, r.s.end), std::to_string(r.s.records),
-                         std::to_string(r.s.absent), std::to_string(r.s.holes),
-                         std::to_string(r.s.bytes), conf::format_timestamp(r.s.min_ts),
-                         conf::format_timestamp(r.s.max_ts)});
+                         std::to_string(r.s.absent), std::to_string(r.lost),
+                         std::to_string(r.s.holes), std::to_string(r.s.bytes),
+                         conf::format_timestamp(r.s.min_ts), conf::format_timestamp(r.s.max_ts)});
     conf::print_table(table, std::cout);
+    // Absent offsets include the lost ones; these are the ones that held records.
+    for (const auto& r : rows) {
+        for (const auto& l : c.losses(r.topic, r.partition))
+            std::cout << "LOST: " << r.topic << "/" << r.partition << " offsets [" << l.from << ", "
+                      << l.to << ") were deleted at the source before they were archived "
+                      << "(noticed " << conf::format_timestamp(l.noticed_ms) << ")\n";
+        for (const auto& e : c.epochs(r.topic, r.partition))
+            std::cout << "EPOCH: " << r.topic << "/" << r.partition
+                      << " was recreated at the source; its new records continue from archive "
+                         "offset "
+                      << e.base << " (noticed " << conf::format_timestamp(e.taken_ms) << ")\n";
+    }
     std::cout << "\ngroup snapshots: " << c.group_snapshots().size() << "\n";
     for (const auto& [taken, key] : c.group_snapshots())
         std::cout << "  " << conf::format_timestamp(taken) << "  " << key << "\n";
@@ -321,10 +359,23 @@ int backup_verify(const args& a) {
               << " segments, " << r.records << " records, " << conf::format_size(r.stored_bytes)
               << " stored" << (a.deep ? ", " + std::to_string(r.frames) + " frames read" : "")
               << " (" << (a.deep ? "deep" : "shallow") << ")\n";
+    for (const auto& e : r.epochs)
+        std::cout << "epoch: " << e.topic << "/" << e.partition
+                  << " was recreated at the source; its new records continue from archive offset "
+                  << e.base << " (noticed " << conf::format_timestamp(e.taken_ms) << ")\n";
+    if (!r.losses.empty()) {
+        std::cout << "LOST: " << r.lost_records()
+                  << " record(s) were deleted at the source before they were archived:\n";
+        for (const auto& l : r.losses)
+            std::cout << "  " << l.topic << "/" << l.partition << ": offsets [" << l.from << ", "
+                      << l.to << ") (" << (l.to - l.from) << " records, noticed "
+                      << conf::format_timestamp(l.noticed_ms) << ")\n";
+    }
     if (r.clean()) {
-        std::cout << "ok: continuous except for recorded gaps, every "
+        std::cout << (r.losses.empty() ? "ok" : "intact, but records were lost")
+                  << ": continuous except for recorded gaps, every "
                   << (a.deep ? "frame and record" : "index") << " checks out\n";
-        return exit_ok;
+        return r.losses.empty() ? exit_ok : exit_lost;
     }
     std::cout << "DAMAGE: " << r.problems.size() << " problem(s)\n";
     for (const auto& d : r.problems) std::cout << "  " << d.describe() << "\n";

@@ -175,6 +175,12 @@ struct drill_report {
     std::vector<std::string> deleted;
     std::vector<std::string> cleanup_errors;
     std::vector<std::string> warnings;
+    // Records the source deleted before the tap archived them, per range
+    // ("topic/p offsets [a, b) ..."), and their count; those noticed inside
+    // the window fail the drill.
+    std::vector<std::string> losses;
+    std::uint64_t lost_records = 0;
+    std::uint64_t lost_in_window = 0;
     std::vector<std::string> failures;  // why the drill failed; empty = pass
     std::string error;                  // the drill stopped early: why
 
@@ -412,7 +418,11 @@ Result<void> measure_rpo(const conf::tap_config& tap, const kafka::endpoint& sou
             RPL_TRY(wm, rd.query_watermarks(t.name, pi.id, 15s));
             pr.source_end = wm.high;
             const auto& segs = cat.segments(t.name, pi.id);
-            if (!segs.empty()) pr.archive_end = segs.back().end_offset;
+            // In source offsets: after a recreation the archive continues
+            // from its newest epoch's base (catalogue.h).
+            const auto& epochs = cat.epochs(t.name, pi.id);
+            if (!segs.empty())
+                pr.archive_end = segs.back().end_offset - (epochs.empty() ? 0 : epochs.back().base);
             const int64_t first = std::max(pr.archive_end, wm.low);
             if (first < wm.high) {
                 RPL_TRY(rd.assign(t.name, pi.id, first));
@@ -492,6 +502,13 @@ std::string markdown(const drill_report& r) {
     if (!r.failures.empty()) {
         o << "\n";
         for (const auto& f : r.failures) o << "- FAIL: " << f << "\n";
+    }
+    if (!r.losses.empty()) {
+        o << "\n## Records lost before they were archived\n\n"
+          << r.lost_records
+          << " record(s) were deleted at the source (retention, DeleteRecords) before the tap "
+             "archived them; no restore can bring them back:\n\n";
+        for (const auto& l : r.losses) o << "- LOST: " << l << "\n";
     }
 
     o << "\n## Restore (RTO)\n\n";
@@ -650,6 +667,8 @@ std::string json(const drill_report& r) {
       << ",\"deleted\":" << json_strings(r.deleted)
       << ",\"errors\":" << json_strings(r.cleanup_errors) << "}";
     o << ",\"warnings\":" << json_strings(r.warnings);
+    o << ",\"lost_records\":" << r.lost_records << ",\"lost_in_window\":" << r.lost_in_window
+      << ",\"losses\":" << json_strings(r.losses);
     o << ",\"error\":" << (r.error.empty() ? "null" : conf::quoted_string(r.error));
     o << ",\"result\":\"" << (r.failures.empty() ? "pass" : "fail") << "\""
       << ",\"failures\":" << json_strings(r.failures) << "}\n";
@@ -715,6 +734,20 @@ Result<void> restore_and_verify(drill_context& d) {
         return fail(errc::not_found, "the archive of tap " + d.tap.name + " in " + rep.store +
                                          " holds no record of the topics the tap selects yet");
     rep.from_ms = rep.to_ms - d.args.window.count();
+    for (const auto& t : topics)
+        for (const int32_t p : cat.partitions(t)) {
+            backup::verify_report lost;  // its lost_records() counts overlaps once
+            lost.losses = cat.losses(t, p);
+            rep.lost_records += lost.lost_records();
+            for (const auto& l : lost.losses) {
+                const bool in_window = l.noticed_ms >= rep.from_ms;
+                if (in_window) rep.lost_in_window += static_cast<std::uint64_t>(l.to - l.from);
+                rep.losses.push_back(t + "/" + std::to_string(p) + " offsets [" +
+                                     std::to_string(l.from) + ", " + std::to_string(l.to) +
+                                     "), noticed " + conf::format_timestamp(l.noticed_ms) +
+                                     (in_window ? " (in the window)" : ""));
+            }
+        }
     std::vector<std::string> in_window;
     for (const auto& t : topics) {
         bool any = false;
@@ -947,6 +980,10 @@ int run_tap_drill(const conf::Config& cfg, const conf::tap_config& tap, const dr
         rep.failures.push_back("rto_target " + conf::format_duration(*tap.rto_target) +
                                " missed: restoring the window took " + fixed(rep.rto_seconds()) +
                                " s");
+    if (rep.lost_in_window > 0)
+        rep.failures.push_back(std::to_string(rep.lost_in_window) +
+                               " record(s) were deleted at the source before the tap archived "
+                               "them, noticed within the window");
     if (const auto n = rep.total(&partition_check::differ); n > 0)
         rep.failures.push_back(std::to_string(n) + " restored record(s) differ from the source");
     if (const auto n = rep.missing(); n > 0)

@@ -17,6 +17,8 @@ constexpr std::uint8_t meta_version = 1;
 constexpr std::string_view segment_suffix = ".seg";
 constexpr std::string_view topic_meta_suffix = ".meta";
 constexpr std::string_view group_suffix = ".groups";
+constexpr std::string_view loss_suffix = ".lost";
+constexpr std::string_view epoch_suffix = ".epoch";
 
 std::string padded(int64_t v, int width) {
     char buf[32];
@@ -104,6 +106,78 @@ Result<segment_entry> parse_segment_key(std::string_view key, std::uint64_t size
     e.partition = static_cast<int32_t>(partition);
     e.records = static_cast<std::uint64_t>(records);
     return e;
+}
+
+std::string loss_prefix(const std::string& backup, const std::string& topic, int32_t partition) {
+    return backup + "/losses/" + topic + "/" + padded(partition, 6) + "/";
+}
+
+std::string epoch_prefix(const std::string& backup, const std::string& topic, int32_t partition) {
+    return backup + "/epochs/" + topic + "/" + padded(partition, 6) + "/";
+}
+
+std::string loss_key(const std::string& backup, const loss_entry& l) {
+    return loss_prefix(backup, l.topic, l.partition) + padded(l.from, 20) + "-" + padded(l.to, 20) +
+           "_" + std::to_string(l.noticed_ms) + std::string(loss_suffix);
+}
+
+std::string epoch_key(const std::string& backup, const epoch_entry& e) {
+    return epoch_prefix(backup, e.topic, e.partition) + padded(e.base, 20) + "_" +
+           std::to_string(e.taken_ms) + std::string(epoch_suffix);
+}
+
+namespace {
+
+// <backup>/<folder>/<topic>/<partition>/<file><suffix>, split.
+struct partition_key {
+    std::string topic;
+    int32_t partition = 0;
+    std::string_view file;  // without its suffix
+};
+
+Result<partition_key> split_partition_key(std::string_view key, std::string_view folder,
+                                          std::string_view suffix) {
+    const auto bad = [&](const std::string& why) {
+        return fail(errc::corrupt, "object " + std::string(key) + " is not a " +
+                                       std::string(folder) + " key: " + why);
+    };
+    const auto parts = split(key, '/');
+    if (parts.size() != 5 || parts[1] != folder || parts[0].empty() || parts[2].empty())
+        return bad("expected <backup>/" + std::string(folder) + "/<topic>/<partition>/<file>");
+    std::string_view file = parts[4];
+    if (!ends_with(file, suffix)) return bad("no " + std::string(suffix) + " suffix");
+    file.remove_suffix(suffix.size());
+    int64_t partition = 0;
+    if (!parse_int(parts[3], partition) || partition < 0 || partition > INT32_MAX)
+        return bad("bad partition");
+    return partition_key{std::string(parts[2]), static_cast<int32_t>(partition), file};
+}
+
+}  // namespace
+
+Result<loss_entry> parse_loss_key(std::string_view key) {
+    RPL_TRY(pk, split_partition_key(key, "losses", loss_suffix));
+    loss_entry l{std::string(key), pk.topic, pk.partition, 0, 0, 0};
+    const auto fields = split(pk.file, '_');
+    const auto dash = fields[0].find('-');
+    if (fields.size() != 2 || dash == std::string_view::npos ||
+        !parse_int(fields[0].substr(0, dash), l.from) ||
+        !parse_int(fields[0].substr(dash + 1), l.to) || l.from < 0 || l.to <= l.from ||
+        !parse_int(fields[1], l.noticed_ms))
+        return fail(errc::corrupt, "object " + std::string(key) +
+                                       " is not a losses key: expected <from>-<to>_<noticed_ms>");
+    return l;
+}
+
+Result<epoch_entry> parse_epoch_key(std::string_view key) {
+    RPL_TRY(pk, split_partition_key(key, "epochs", epoch_suffix));
+    epoch_entry ep{std::string(key), pk.topic, pk.partition, 0, 0};
+    const auto fields = split(pk.file, '_');
+    if (fields.size() != 2 || !parse_int(fields[0], ep.base) || ep.base < 0 ||
+        !parse_int(fields[1], ep.taken_ms))
+        return fail(errc::corrupt, "object " + std::string(key) +
+                                       " is not an epochs key: expected <base>_<taken_ms>");
+    return ep;
 }
 
 std::string encode(const backup_meta& m) {
@@ -284,6 +358,26 @@ Result<catalogue> catalogue::load(object_store& store, const std::string& backup
             return std::tie(a.start_offset, a.end_offset) < std::tie(b.start_offset, b.end_offset);
         });
 
+    // Losses and epochs: rare, and the key says everything.
+    RPL_TRY(loss_objects, store.list(backup + "/losses/"));
+    for (const auto& o : loss_objects) {
+        if (!ends_with(o.key, loss_suffix)) continue;
+        RPL_TRY(l, parse_loss_key(o.key));
+        c.losses_[{l.topic, l.partition}].push_back(std::move(l));
+    }
+    for (auto& [tp, v] : c.losses_)
+        std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+            return std::tie(a.from, a.to) < std::tie(b.from, b.to);
+        });
+    RPL_TRY(epoch_objects, store.list(backup + "/epochs/"));
+    for (const auto& o : epoch_objects) {
+        if (!ends_with(o.key, epoch_suffix)) continue;
+        RPL_TRY(e, parse_epoch_key(o.key));
+        c.epochs_[{e.topic, e.partition}].push_back(std::move(e));
+    }
+    for (auto& [tp, v] : c.epochs_)
+        std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.base < b.base; });
+
     RPL_TRY(group_objects, store.list(backup + "/groups/"));
     for (const auto& o : group_objects) {
         if (!ends_with(o.key, group_suffix)) continue;
@@ -320,6 +414,33 @@ const std::vector<segment_entry>& catalogue::segments(const std::string& topic,
     static const std::vector<segment_entry> none;
     const auto it = segments_.find({topic, partition});
     return it == segments_.end() ? none : it->second;
+}
+
+const std::vector<loss_entry>& catalogue::losses(const std::string& topic,
+                                                 int32_t partition) const {
+    static const std::vector<loss_entry> none;
+    const auto it = losses_.find({topic, partition});
+    return it == losses_.end() ? none : it->second;
+}
+
+std::vector<loss_entry> catalogue::all_losses() const {
+    std::vector<loss_entry> out;
+    for (const auto& [tp, v] : losses_) out.insert(out.end(), v.begin(), v.end());
+    return out;
+}
+
+const std::vector<epoch_entry>& catalogue::epochs(const std::string& topic,
+                                                  int32_t partition) const {
+    static const std::vector<epoch_entry> none;
+    const auto it = epochs_.find({topic, partition});
+    return it == epochs_.end() ? none : it->second;
+}
+
+int64_t catalogue::base_at(const std::string& topic, int32_t partition, int64_t taken_ms) const {
+    int64_t base = 0;
+    for (const auto& e : epochs(topic, partition))
+        if (e.taken_ms <= taken_ms) base = e.base;
+    return base;
 }
 
 std::vector<int32_t> catalogue::partitions(const std::string& topic) const {

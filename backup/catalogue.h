@@ -7,6 +7,8 @@
 //   change
 //   <backup>/segments/<topic>/<partition:06>/<start:020>-<end:020>_<min_ts>_<max_ts>_<records>.seg
 //   <backup>/groups/<taken_ms:020>.groups                     group offset snapshot
+//   <backup>/losses/<topic>/<partition:06>/<from:020>-<to:020>_<noticed_ms>.lost
+//   <backup>/epochs/<topic>/<partition:06>/<base:020>_<taken_ms>.epoch
 //
 // Zero-padded offsets make a listing sort by offset. min_ts and max_ts are
 // plain signed decimals (-1 when the source had no timestamp, or for a
@@ -44,6 +46,46 @@ struct segment_entry {
 [[nodiscard]] std::string segment_key(const std::string& backup, const segment_entry& e);
 // errc::corrupt for a key that is not a segment key.
 [[nodiscard]] Result<segment_entry> parse_segment_key(std::string_view key, std::uint64_t size);
+
+// Offsets [from, to) the source no longer held when the tap came to them
+// (retention or DeleteRecords moved the log start past them): records lost to
+// the archive. The segments still tile these offsets with an ordinary gap (so
+// code that knows no losses reads the archive as before); this object marks
+// that gap as a loss rather than offsets that never held a record.
+struct loss_entry {
+    std::string key;
+    std::string topic;
+    int32_t partition = 0;
+    int64_t from = 0;  // first lost offset (archive offsets, see epoch_entry)
+    int64_t to = 0;    // one past the last
+    int64_t noticed_ms = 0;
+    bool operator==(const loss_entry&) const = default;
+};
+
+// The source topic was recreated (or truncated below what was archived):
+// from archive offset `base` on, the partition's segments hold the new
+// topic's records, and archive offset = source offset + base. Before the
+// first epoch of a partition, base is 0 (archive offsets are source offsets).
+// Segments keep tiling one growing offset range, so restore and verify read
+// an archive with epochs like any other.
+struct epoch_entry {
+    std::string key;
+    std::string topic;
+    int32_t partition = 0;
+    int64_t base = 0;
+    int64_t taken_ms = 0;
+    bool operator==(const epoch_entry&) const = default;
+};
+
+[[nodiscard]] std::string loss_key(const std::string& backup, const loss_entry& l);
+[[nodiscard]] Result<loss_entry> parse_loss_key(std::string_view key);
+[[nodiscard]] std::string epoch_key(const std::string& backup, const epoch_entry& e);
+[[nodiscard]] Result<epoch_entry> parse_epoch_key(std::string_view key);
+// Prefixes of one partition's losses and epochs (for a listing).
+[[nodiscard]] std::string loss_prefix(const std::string& backup, const std::string& topic,
+                                      int32_t partition);
+[[nodiscard]] std::string epoch_prefix(const std::string& backup, const std::string& topic,
+                                       int32_t partition);
 
 struct backup_meta {
     std::string id;              // the tap's name
@@ -105,6 +147,18 @@ public:
                                                              int32_t partition) const;
     // Partitions with segments, plus 0..partitions-1 of the newest topic_meta.
     [[nodiscard]] std::vector<int32_t> partitions(const std::string& topic) const;
+    // Recorded losses of one partition, and of the whole backup, by offset.
+    [[nodiscard]] const std::vector<loss_entry>& losses(const std::string& topic,
+                                                        int32_t partition) const;
+    [[nodiscard]] std::vector<loss_entry> all_losses() const;
+    // Epochs of one partition (topic recreations), oldest first.
+    [[nodiscard]] const std::vector<epoch_entry>& epochs(const std::string& topic,
+                                                         int32_t partition) const;
+    // Archive offset = source offset + base_at(...) for source offsets seen at
+    // taken_ms (a group snapshot's time): the base of the newest epoch at or
+    // before it, 0 without one.
+    [[nodiscard]] int64_t base_at(const std::string& topic, int32_t partition,
+                                  int64_t taken_ms) const;
     // Keys of the group snapshots, oldest first, with their times.
     [[nodiscard]] const std::vector<std::pair<int64_t, std::string>>& group_snapshots()
         const noexcept {
@@ -119,6 +173,8 @@ private:
     std::map<std::string, std::vector<topic_meta>> topics_;
     std::map<std::pair<std::string, int32_t>, std::vector<segment_entry>> segments_;
     std::vector<std::pair<int64_t, std::string>> snapshots_;
+    std::map<std::pair<std::string, int32_t>, std::vector<loss_entry>> losses_;
+    std::map<std::pair<std::string, int32_t>, std::vector<epoch_entry>> epochs_;
 };
 
 }  // namespace rpl::backup

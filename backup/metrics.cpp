@@ -77,12 +77,47 @@ tap_metric_families make_tap_metrics(prometheus::Registry& r) {
             .Name("replicatord_tap_group_snapshots_total")
             .Help("Group offset snapshots stored")
             .Register(r),
+        BuildCounter()
+            .Name("replicatord_records_lost_to_retention_total")
+            .Help("Records deleted at the source (retention, DeleteRecords) before they were "
+                  "replicated or archived")
+            .Register(r),
+        BuildCounter()
+            .Name("replicatord_tap_topic_resets_total")
+            .Help("Source partitions found recreated or truncated below what was archived")
+            .Register(r),
     };
+}
+
+// The kinds of replicatord_tap_errors_total a tap counts (tap.cpp).
+const char* const tap_error_kinds[] = {"consume", "commit",    "discovery", "group_snapshot",
+                                       "seek",    "placement", "exception"};
+
+void export_tap_series(tap_metric_families& m, const std::string& tap) {
+    const prometheus::Labels l{{"tap", tap}};
+    m.up.Add(l);
+    m.rpo.Add(l);
+    m.lag.Add(l);
+    m.buffered_bytes.Add(l);
+    m.last_segment_age.Add(l);
+    m.compression.Add(l);
+    m.bytes.Add(l);
+    m.stored_bytes.Add(l);
+    m.records.Add(l);
+    m.segments.Add(l);
+    m.group_snapshots.Add(l);
+    m.lost_to_retention.Add(l);
+    m.topic_resets.Add(l);
+    for (const char* op : {"put", "list"}) {
+        m.store_errors.Add({{"tap", tap}, {"op", op}});
+        m.store_latency.Add({{"tap", tap}, {"op", op}}, store_latency_buckets());
+    }
+    for (const char* kind : tap_error_kinds) m.errors.Add({{"tap", tap}, {"kind", kind}});
 }
 
 void forget_tap(tap_metric_families& m, const std::string& tap) {
     for (auto* f : {&m.bytes, &m.stored_bytes, &m.records, &m.segments, &m.store_errors, &m.errors,
-                    &m.group_snapshots})
+                    &m.group_snapshots, &m.lost_to_retention, &m.topic_resets})
         remove_series(*f, "tap", tap);
     for (auto* f : {&m.compression, &m.rpo, &m.rpo_target, &m.rto_target, &m.up,
                     &m.last_segment_age, &m.lag, &m.buffered_bytes})

@@ -30,7 +30,15 @@ struct tap_metric_families {
     prometheus::Family<prometheus::Gauge>& lag;                // {tap}: records not yet archived
     prometheus::Family<prometheus::Gauge>& buffered_bytes;     // {tap}: memory held for segments
     prometheus::Family<prometheus::Counter>& group_snapshots;  // {tap}
+    // {tap}: records the source deleted (retention, DeleteRecords) before the
+    // tap archived them. The family is shared with flows ({flow}).
+    prometheus::Family<prometheus::Counter>& lost_to_retention;
+    prometheus::Family<prometheus::Counter>& topic_resets;  // {tap}: source topics recreated
 };
+
+// Every series of one tap that dashboards and alerts read, at 0: a healthy
+// tap has data on every panel from the first scrape.
+void export_tap_series(tap_metric_families& m, const std::string& tap);
 
 // Registers the families; the app builds them once and every tap shares them.
 [[nodiscard]] tap_metric_families make_tap_metrics(prometheus::Registry& registry);

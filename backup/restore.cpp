@@ -277,9 +277,13 @@ Result<restore_plan> plan_restore(const conf::restore_config& cfg, object_store&
                     continue;
                 group_plan gp;
                 gp.group = group;
-                for (const auto& o : offsets) {
-                    if (std::find(selected.begin(), selected.end(), o.topic) != selected.end())
-                        gp.offsets.push_back(o);
+                for (auto o : offsets) {
+                    if (std::find(selected.begin(), selected.end(), o.topic) == selected.end())
+                        continue;
+                    // Offsets in the archive's terms: a group that committed
+                    // on a recreated topic counts from that topic's epoch.
+                    o.offset += cat.base_at(o.topic, o.partition, snap->taken_ms);
+                    gp.offsets.push_back(o);
                 }
                 if (gp.offsets.empty()) continue;
                 if (cfg.mapping == conf::partition_mapping::murmur2) {

@@ -139,9 +139,9 @@ segment_writer::segment_writer(std::string topic, int32_t partition, int64_t sta
 
 std::uint64_t segment_writer::memory_bytes() const noexcept { return body_.size() + frame_.size(); }
 
-void segment_writer::add(const kafka::message& m) {
+void segment_writer::add(const kafka::message& m, int64_t offset_shift) {
     archived_record r;
-    r.offset = m.offset();
+    r.offset = m.offset() + offset_shift;
     rd_kafka_timestamp_type_t type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
     r.timestamp = m.timestamp(&type);
     r.timestamp_type = static_cast<int8_t>(type);

@@ -84,8 +84,10 @@ public:
 
     // Records in increasing offset order; an offset skipped since the last
     // record (or start_offset) is recorded as a gap. A record below
-    // next_offset() is a caller bug (std::invalid_argument).
-    void add(const kafka::message& m);
+    // next_offset() is a caller bug (std::invalid_argument). offset_shift is
+    // added to the source offset (a topic recreated at the source continues
+    // the archive's offsets, see epoch_entry in catalogue.h).
+    void add(const kafka::message& m, int64_t offset_shift = 0);
     void add(const archived_record& r);
 
     // Closes the segment at end_offset (>= last record + 1; the consumer's

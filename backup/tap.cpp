@@ -28,8 +28,19 @@ struct tap::partition_state {
     // Set on assignment until the consumer is known to fetch from
     // next_offset; records read meanwhile are dropped (and read again).
     bool needs_seek = false;
-    int64_t archived_end = -1;  // end of the newest stored segment (-1: none known)
-    int64_t next_offset = -1;   // where the next segment starts (-1: at the first record)
+    // Source offsets. archived_end: end of the newest stored segment (-1:
+    // none known, -2: not placed yet); next_offset: where the next segment
+    // starts (-1: at the first record).
+    int64_t archived_end = -1;
+    int64_t next_offset = -1;
+    // Archive offset = source offset + base (non-zero after the source topic
+    // was recreated; see epoch_entry).
+    int64_t base = 0;
+    // The last loss recorded (archive offsets), so that one loss is counted,
+    // logged and stored once even when it is seen again.
+    int64_t loss_noted_from = -1;
+    int64_t loss_noted_to = -1;
+    clock::time_point place_at{};  // a failed placement is retried from then on
     std::optional<segment_writer> writer;
     clock::time_point first_added{};
     int pending = 0;  // rolled segments not yet stored
@@ -40,9 +51,11 @@ struct tap::partition_state {
 
 struct tap::pending_segment {
     partition_state* ps = nullptr;
-    segment_entry entry;
+    segment_entry entry;  // for a loss: its key and source range only
     std::string bytes;
     std::uint64_t record_bytes = 0;
+    int64_t base = 0;   // the partition's base when it was rolled
+    bool loss = false;  // a loss object, stored ahead of the segment holding its gap
 };
 
 namespace {
@@ -79,17 +92,11 @@ tap::tap(const conf::tap_config& cfg, tap_env env, std::unique_ptr<object_store>
     if (env_.metrics != nullptr) {
         auto& m = *env_.metrics;
         const prometheus::Labels l{{"tap", cfg_.name}};
+        export_tap_series(m, cfg_.name);
         if (cfg_.rpo_target)
             m.rpo_target.Add(l).Set(static_cast<double>(cfg_.rpo_target->count()) / 1000.0);
         if (cfg_.rto_target)
             m.rto_target.Add(l).Set(static_cast<double>(cfg_.rto_target->count()) / 1000.0);
-        m.up.Add(l).Set(0);
-        m.rpo.Add(l).Set(0);
-        m.bytes.Add(l);
-        m.stored_bytes.Add(l);
-        m.records.Add(l);
-        m.segments.Add(l);
-        m.store_errors.Add({{"tap", cfg_.name}, {"op", "put"}});
     }
 }
 
@@ -131,6 +138,8 @@ Result<void> tap::connect() {
                                          [](const kafka::delivery&) {}));
     source_client_.emplace(std::move(src));
     { RPL_TRY(kafka::fetch_metadata(source_client_->client(), 10s)); }
+    RPL_TRY(rd, kafka::reader::create(source_, {}, log_.child("offsets")));
+    offsets_client_.emplace(std::move(rd));
     const kafka::properties props{
         {"topic.metadata.refresh.interval.ms", "5000"},
         {"queued.max.messages.kbytes", "16384"},
@@ -214,109 +223,179 @@ bool tap::sleep_for(std::chrono::milliseconds d) {
     return !wake_.wait_for(lock, d, [this] { return stop_requested_.load(); });
 }
 
-Result<int64_t> tap::resume_offset(const std::string& topic, int32_t partition, int64_t committed) {
-    char pbuf[16];
-    std::snprintf(pbuf, sizeof pbuf, "%06d", static_cast<int>(partition));
-    const std::string prefix = cfg_.name + "/segments/" + topic + "/" + pbuf + "/";
+Result<void> tap::record_loss(partition_state& ps, int64_t from, int64_t to,
+                              const std::string& why) {
+    loss_entry l;
+    l.topic = ps.topic;
+    l.partition = ps.partition;
+    l.from = from + ps.base;
+    l.to = to + ps.base;
+    l.noticed_ms = now_ms();
+    // Seen again after a rebalance before its segment was stored: already
+    // recorded, counted and logged once.
+    if (ps.loss_noted_from == l.from && ps.loss_noted_to >= l.to) return ok();
+    if (auto r = store_->put(loss_key(cfg_.name, l), ""); !r) {
+        if (env_.metrics != nullptr)
+            env_.metrics->store_errors.Add({{"tap", cfg_.name}, {"op", "put"}}).Increment();
+        return r;
+    }
+    ps.loss_noted_from = l.from;
+    ps.loss_noted_to = l.to;
+    if (env_.metrics != nullptr)
+        env_.metrics->lost_to_retention.Add({{"tap", cfg_.name}})
+            .Increment(static_cast<double>(to - from));
+    log_.error(tp_name(ps.topic, ps.partition) + ": offsets " + std::to_string(from) + " to " +
+               std::to_string(to - 1) + " (" + std::to_string(to - from) +
+               " records) were deleted at the source before they were archived (" + why +
+               "); recorded as lost in the archive");
+    return ok();
+}
+
+void tap::queue_loss(partition_state& ps, int64_t from, int64_t to) {
+    if (ps.loss_noted_from == from + ps.base && ps.loss_noted_to >= to + ps.base) return;
+    pending_segment s;
+    s.ps = &ps;
+    s.loss = true;
+    s.entry.topic = ps.topic;
+    s.entry.partition = ps.partition;
+    s.entry.start_offset = from;
+    s.entry.end_offset = to;
+    s.base = ps.base;
+    loss_entry l{{}, ps.topic, ps.partition, from + ps.base, to + ps.base, now_ms()};
+    s.entry.key = loss_key(cfg_.name, l);
+    ps.loss_noted_from = l.from;
+    ps.loss_noted_to = l.to;
+    ++ps.pending;
+    pending_.push_back(std::move(s));
+    if (env_.metrics != nullptr)
+        env_.metrics->lost_to_retention.Add({{"tap", cfg_.name}})
+            .Increment(static_cast<double>(to - from));
+    log_.error(tp_name(ps.topic, ps.partition) + ": offsets " + std::to_string(from) + " to " +
+               std::to_string(to - 1) + " (" + std::to_string(to - from) +
+               " records) were deleted at the source (retention overtook the tap) before they "
+               "were archived; recorded as lost in the archive");
+}
+
+Result<void> tap::place(partition_state& ps) {
+    const std::string name = tp_name(ps.topic, ps.partition);
+    kafka::partition_list q{{ps.topic, ps.partition}};
+    RPL_TRY(committed, consumer_->committed(q, 10s));
+    const int64_t c = committed.empty() ? -1 : committed[0].offset;
+
     const auto t0 = clock::now();
-    auto listed = store_->list(prefix);
+    char pbuf[16];
+    std::snprintf(pbuf, sizeof pbuf, "%06d", static_cast<int>(ps.partition));
+    auto listed = store_->list(cfg_.name + "/segments/" + ps.topic + "/" + pbuf + "/");
+    auto epochs = listed ? store_->list(epoch_prefix(cfg_.name, ps.topic, ps.partition))
+                         : Result<std::vector<object_info>>(listed.error());
     if (env_.metrics != nullptr)
         env_.metrics->store_latency
             .Add({{"tap", cfg_.name}, {"op", "list"}}, store_latency_buckets())
             .Observe(std::chrono::duration<double>(clock::now() - t0).count());
-    if (!listed) {
+    if (!listed || !epochs) {
         if (env_.metrics != nullptr)
             env_.metrics->store_errors.Add({{"tap", cfg_.name}, {"op", "list"}}).Increment();
-        return listed.error();
+        return !listed ? listed.error() : epochs.error();
     }
-    int64_t end = -1;
+    int64_t archive_end = -1;  // in archive offsets
     for (const auto& o : listed.value()) {
         auto e = parse_segment_key(o.key, o.size);
         if (!e) {
             log_.warn("ignoring " + e.error().message);
             continue;
         }
-        end = std::max(end, e.value().end_offset);
+        archive_end = std::max(archive_end, e.value().end_offset);
     }
-    if (end >= 0) return end;
-    return committed >= 0 ? committed : -1;
+    int64_t base = 0;
+    for (const auto& o : epochs.value())
+        if (auto e = parse_epoch_key(o.key)) base = std::max(base, e.value().base);
+
+    RPL_TRY(wm, offsets_client_->query_watermarks(ps.topic, ps.partition, 10s));
+    int64_t start = 0;  // source offset to resume at
+    const std::string archive_says =
+        archive_end >= 0 ? std::to_string(archive_end - base) : std::string("nothing");
+    if (archive_end >= 0) {
+        start = archive_end - base;
+        if (wm.high < start) {
+            // The log ends below what was archived: the topic was recreated
+            // (or truncated). Its records are new data; they continue the
+            // archive's offsets from a new epoch instead of being discarded
+            // as already archived.
+            epoch_entry e{{}, ps.topic, ps.partition, archive_end, now_ms()};
+            RPL_TRY(store_->put(epoch_key(cfg_.name, e), ""));
+            if (env_.metrics != nullptr)
+                env_.metrics->topic_resets.Add({{"tap", cfg_.name}}).Increment();
+            log_.error(name + ": the source's log ends at " + std::to_string(wm.high) +
+                       " (starts at " + std::to_string(wm.low) + "), below the " +
+                       std::to_string(start) +
+                       " already archived: the topic was recreated or truncated. Archiving it as "
+                       "new data from archive offset " +
+                       std::to_string(archive_end));
+            base = archive_end;
+            start = 0;
+        }
+    } else {
+        // Nothing archived (a new store, a lost bucket): everything the
+        // source still holds, not just what follows the group's commit.
+        start = wm.low;
+        // Committed below the log start: the tap once archived up to c, and
+        // what followed was deleted before this store got it.
+        if (c >= 0 && c < wm.low) start = c;
+    }
+    if (c >= 0 && c != start)
+        log_.warn(name + ": the archive ends at " + archive_says + " but group replicatord.tap." +
+                  cfg_.name + " committed " + std::to_string(c) + "; resuming at " +
+                  std::to_string(std::max(start, wm.low)) + " as the archive says");
+    ps.base = base;
+    if (start < wm.low) {
+        RPL_TRY(record_loss(ps, start, wm.low,
+                            archive_end >= 0 ? "retention overtook the stopped tap"
+                                             : "committed by the tap, not in this store"));
+    }
+    ps.next_offset = start;
+    ps.archived_end = start;
+    log_.debug(name + " resumes at " + std::to_string(start) +
+               (base != 0 ? " (archive offset " + std::to_string(start + base) + ")" : ""));
+    return ok();
 }
 
 void tap::on_assign(const kafka::partition_list& parts) {
-    kafka::partition_list query;
-    for (const auto& tp : parts) {
-        auto& ps = part(tp.topic, tp.partition);
-        ps.assigned = true;
-        ps.needs_seek = true;
-        ps.writer.reset();
-        ps.marks.clear();
-        ps.safe_at = clock::now();
-        query.push_back({tp.topic, tp.partition});
-    }
-    // Where the group stands; the archive decides where to resume.
-    std::map<std::pair<std::string, int32_t>, int64_t> committed;
-    if (auto c = consumer_->committed(query, 10s)) {
-        for (const auto& tp : c.value()) committed[{tp.topic, tp.partition}] = tp.offset;
-    } else {
-        log_.warn("cannot read committed offsets on assignment: " + c.error().message);
-        for (const auto& tp : parts) part(tp.topic, tp.partition).archived_end = -2;  // unknown
+    // No store or broker I/O here (inside poll()): the run loop places each
+    // partition before anything it reads is kept.
+    try {
+        for (const auto& tp : parts) {
+            auto& ps = part(tp.topic, tp.partition);
+            ps.assigned = true;
+            ps.needs_seek = true;
+            ps.archived_end = -2;  // unknown until placed
+            ps.writer.reset();
+            ps.marks.clear();
+            ps.safe_at = clock::now();
+        }
         log_.info("assigned " + std::to_string(parts.size()) + " partition(s)");
-        return;
+    } catch (...) {
+        callback_error_ = std::current_exception();
     }
-    // Committing the resume offset before the assignment takes effect makes
-    // the consumer fetch from there; place_partitions() seeks if this fails.
-    kafka::partition_list to_commit;
-    for (const auto& tp : parts) {
-        auto& ps = part(tp.topic, tp.partition);
-        const auto it = committed.find({tp.topic, tp.partition});
-        const int64_t c = it == committed.end() ? -1 : it->second;
-        auto start = resume_offset(tp.topic, tp.partition, c);
-        if (!start) {
-            log_.warn("cannot find the archived end of " + tp_name(tp.topic, tp.partition) + ": " +
-                      start.error().message + "; retrying");
-            ps.archived_end = -2;
-            continue;
-        }
-        ps.next_offset = start.value();
-        ps.archived_end = start.value();
-        if (start.value() >= 0 && start.value() != c)
-            to_commit.push_back({tp.topic, tp.partition, start.value()});
-        else
-            ps.needs_seek = false;  // the consumer starts at the committed offset (or earliest)
-    }
-    if (!to_commit.empty()) {
-        if (auto r = consumer_->commit(to_commit, false); r) {
-            for (const auto& tp : to_commit) part(tp.topic, tp.partition).needs_seek = false;
-        } else {
-            log_.warn("commit of resume offsets: " + r.error().message + "; seeking instead");
-        }
-    }
-    for (const auto& tp : parts) {
-        const auto& ps = part(tp.topic, tp.partition);
-        log_.debug(tp_name(tp.topic, tp.partition) + " resumes at " +
-                   (ps.next_offset >= 0 ? std::to_string(ps.next_offset) : "the earliest offset"));
-    }
-    log_.info("assigned " + std::to_string(parts.size()) + " partition(s)");
 }
 
 void tap::place_partitions() {
-    // Partitions whose resume offset is not yet in effect: find it (the store
-    // may have been down at assignment) and seek there.
+    // The store is the worker's while an upload is in flight; a partition
+    // with segments still pending is placed once they are stored.
+    if (store_busy()) return;
     kafka::partition_list seeks;
     for (auto& [key, ps] : parts_) {
-        if (!ps->assigned || !ps->needs_seek) continue;
+        if (!ps->assigned || !ps->needs_seek || ps->pending > 0) continue;
         if (ps->archived_end == -2) {
-            kafka::partition_list q{{ps->topic, ps->partition}};
-            auto c = consumer_->committed(q, 10s);
-            if (!c) continue;
-            auto start = resume_offset(ps->topic, ps->partition,
-                                       c.value().empty() ? -1 : c.value()[0].offset);
-            if (!start) continue;
-            ps->archived_end = ps->next_offset = start.value();
+            if (clock::now() < ps->place_at) continue;
+            if (auto r = place(*ps); !r) {
+                count_error("placement");
+                log_.warn("cannot place " + tp_name(ps->topic, ps->partition) + ": " +
+                          r.error().message + "; retrying in 1 s");
+                ps->place_at = clock::now() + 1s;
+                continue;
+            }
         }
-        // Without an archived end or a committed offset: the earliest offset.
-        seeks.push_back({ps->topic, ps->partition,
-                         ps->next_offset >= 0 ? ps->next_offset : RD_KAFKA_OFFSET_BEGINNING});
+        seeks.push_back({ps->topic, ps->partition, ps->next_offset});
     }
     if (seeks.empty()) return;
     if (auto r = consumer_->seek(seeks, 10s); !r) {
@@ -328,42 +407,36 @@ void tap::place_partitions() {
 }
 
 void tap::on_revoke(const kafka::partition_list& parts) {
-    // What is buffered for these partitions is stored and committed before
-    // another member takes them; what cannot be stored now is dropped, and
-    // the next owner reads it again from the archive's end.
-    // Inside poll(): records of these partitions may already sit in the
-    // caller's batch, so the segment ends at its last record, not at the
-    // consumer's position.
-    for (const auto& tp : parts) roll(part(tp.topic, tp.partition), false);
-    (void)store_pending();
-    kafka::partition_list positions;
-    for (const auto& tp : parts) {
-        const auto& ps = part(tp.topic, tp.partition);
-        if (ps.pending == 0 && ps.archived_end >= 0)
-            positions.push_back({tp.topic, tp.partition, ps.archived_end});
-    }
-    if (auto r = consumer_->commit(positions, false); !r)
-        log_.warn("commit on revoke: " + r.error().message);
-    for (const auto& tp : parts) {
-        auto& ps = part(tp.topic, tp.partition);
-        if (ps.pending > 0) {
-            log_.warn(tp_name(tp.topic, tp.partition) + ": " + std::to_string(ps.pending) +
-                      " segment(s) not stored before revocation; the next owner re-reads them");
+    // No store I/O here: what is buffered for these partitions is dropped,
+    // and whoever owns them next reads it again from the archive's end. A
+    // segment upload in flight completes, but commits nothing for them.
+    try {
+        for (const auto& tp : parts) {
+            auto& ps = part(tp.topic, tp.partition);
+            if (ps.writer && ps.writer->records() > 0)
+                log_.info(tp_name(tp.topic, tp.partition) + ": " +
+                          std::to_string(ps.writer->records()) +
+                          " buffered record(s) dropped on revocation; the next owner re-reads "
+                          "them");
             drop_pending(ps);
+            ps.assigned = false;
+            ps.needs_seek = false;
+            ps.writer.reset();
+            ps.marks.clear();
         }
-        ps.assigned = false;
-        ps.needs_seek = false;
-        ps.writer.reset();
-        ps.marks.clear();
+        log_.info("revoked " + std::to_string(parts.size()) + " partition(s)");
+    } catch (...) {
+        callback_error_ = std::current_exception();
     }
-    log_.info("revoked " + std::to_string(parts.size()) + " partition(s)");
 }
 
 void tap::drop_pending(partition_state& ps) {
-    pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
-                                  [&](const pending_segment& s) { return s.ps == &ps; }),
-                   pending_.end());
-    ps.pending = 0;
+    // The front may be uploading: it stays until its put returns.
+    const auto first = pending_.begin() + (store_busy() && !pending_.empty() ? 1 : 0);
+    const auto keep = std::remove_if(first, pending_.end(),
+                                     [&](const pending_segment& s) { return s.ps == &ps; });
+    pending_.erase(keep, pending_.end());
+    ps.pending = store_busy() && !pending_.empty() && pending_.front().ps == &ps ? 1 : 0;
 }
 
 void tap::handle(kafka::message& m) {
@@ -383,19 +456,40 @@ void tap::handle(kafka::message& m) {
     if (it == parts_.end()) return;
     auto& ps = *it->second;
     if (!ps.assigned || ps.needs_seek) return;
-    if (!ps.writer) {
-        const int64_t start = ps.next_offset >= 0 ? ps.next_offset : m.offset();
-        if (m.offset() < start) return;  // read again before the resume offset took effect
-        const int level = cfg_.compression == "none" ? 0 : cfg_.compression_level;
-        ps.writer.emplace(ps.topic, ps.partition, start, level);
-        ps.first_added = clock::now();
-    }
-    if (m.offset() < ps.writer->next_offset()) {
+    // The next source offset this partition expects.
+    const int64_t expected = ps.writer ? ps.writer->next_offset() - ps.base : ps.next_offset;
+    if (expected >= 0 && m.offset() < expected) {
+        int64_t low = 0, high = 0;
+        if (consumer_->cached_watermarks(ps.topic, ps.partition, low, high) && high >= 0 &&
+            high < expected) {
+            // The log now ends below what was read: recreated or truncated
+            // while we read it. Keep what was read, place the partition again.
+            log_.warn(tp_name(ps.topic, ps.partition) + ": offset " + std::to_string(m.offset()) +
+                      " read after " + std::to_string(expected - 1) + ", log end " +
+                      std::to_string(high) + ": placing the partition again");
+            roll(ps, false);
+            ps.needs_seek = true;
+            ps.archived_end = -2;
+            return;
+        }
         log_.debug(tp_name(ps.topic, ps.partition) + ": dropping re-read offset " +
                    std::to_string(m.offset()));
         return;
     }
-    ps.writer->add(m);
+    if (expected >= 0 && m.offset() > expected) {
+        // A skip is compaction or transaction markers, unless the log start
+        // moved past it: then retention deleted records before we read them.
+        int64_t low = 0, high = 0;
+        if (consumer_->cached_watermarks(ps.topic, ps.partition, low, high) && low > expected)
+            queue_loss(ps, expected, std::min(low, m.offset()));
+    }
+    if (!ps.writer) {
+        const int64_t start = expected >= 0 ? expected : m.offset();
+        const int level = cfg_.compression == "none" ? 0 : cfg_.compression_level;
+        ps.writer.emplace(ps.topic, ps.partition, start + ps.base, level);
+        ps.first_added = clock::now();
+    }
+    ps.writer->add(m, ps.base);
     // Full: roll now, mid-batch. The segment ends after its last record (the
     // consumer's position may already be past records of this batch).
     if (ps.writer->buffered_bytes() >= cfg_.segment_max_bytes) roll(ps, false);
@@ -408,10 +502,12 @@ void tap::roll(partition_state& ps, bool use_position) {
     // after the last record: they become a recorded gap.
     if (consumer_ && use_position) {
         const auto pos = consumer_->positions({{ps.topic, ps.partition}});
-        if (!pos.empty() && pos[0].offset > end) end = pos[0].offset;
+        if (!pos.empty() && pos[0].offset >= 0 && pos[0].offset + ps.base > end)
+            end = pos[0].offset + ps.base;
     }
     pending_segment s;
     s.ps = &ps;
+    s.base = ps.base;
     s.record_bytes = ps.writer->buffered_bytes();
     s.bytes = ps.writer->finish(end);
     const auto& sum = ps.writer->summary();
@@ -424,7 +520,7 @@ void tap::roll(partition_state& ps, bool use_position) {
     s.entry.records = sum.records;
     s.entry.size = s.bytes.size();
     s.entry.key = segment_key(cfg_.name, s.entry);
-    ps.next_offset = sum.end_offset;
+    ps.next_offset = sum.end_offset - ps.base;
     ps.writer.reset();
     ++ps.pending;
     pending_.push_back(std::move(s));
@@ -461,28 +557,29 @@ void tap::roll_due() {
     }
 }
 
-bool tap::store_pending() {
-    while (!pending_.empty()) {
-        auto& s = pending_.front();
-        const auto t0 = clock::now();
-        auto r = store_->put(s.entry.key, s.bytes);
-        const double secs = std::chrono::duration<double>(clock::now() - t0).count();
-        auto* m = env_.metrics;
-        if (m != nullptr)
-            m->store_latency.Add({{"tap", cfg_.name}, {"op", "put"}}, store_latency_buckets())
-                .Observe(secs);
-        if (!r) {
-            if (m != nullptr) m->store_errors.Add({{"tap", cfg_.name}, {"op", "put"}}).Increment();
-            log_.warn("storing segment " + s.entry.key + " failed: " + r.error().message +
-                      "; retrying in " + std::to_string(backoff_.count()) + " ms");
-            set_state(tap_state::backing_off, r.error().message);
-            retry_at_ = clock::now() + backoff_;
-            backoff_ = std::min(backoff_ * 2, max_backoff);
-            return false;
-        }
-        auto& ps = *s.ps;
-        ps.archived_end = s.entry.end_offset;
-        --ps.pending;
+void tap::finish_put(const Result<void>& r, double secs) {
+    auto& s = pending_.front();
+    auto* m = env_.metrics;
+    if (m != nullptr)
+        m->store_latency.Add({{"tap", cfg_.name}, {"op", "put"}}, store_latency_buckets())
+            .Observe(secs);
+    if (!r) {
+        if (m != nullptr) m->store_errors.Add({{"tap", cfg_.name}, {"op", "put"}}).Increment();
+        log_.warn("storing " + s.entry.key + " failed: " + r.error().message + "; retrying in " +
+                  std::to_string(backoff_.count()) + " ms");
+        set_state(tap_state::backing_off, r.error().message);
+        retry_at_ = clock::now() + backoff_;
+        backoff_ = std::min(backoff_ * 2, max_backoff);
+        return;
+    }
+    auto& ps = *s.ps;
+    --ps.pending;
+    if (s.loss) {
+        // A loss object: the segment holding its gap follows in pending_.
+        log_.debug("stored " + s.entry.key);
+    } else {
+        // Revoked meanwhile: stored, but the next owner places the partition.
+        if (ps.assigned && !ps.needs_seek) ps.archived_end = s.entry.end_offset - s.base;
         record_bytes_total_ += s.record_bytes;
         stored_bytes_total_ += s.bytes.size();
         last_put_ = clock::now();
@@ -499,22 +596,51 @@ bool tap::store_pending() {
         log_.debug("stored " + s.entry.key + " (" + std::to_string(s.entry.records) + " records, " +
                    std::to_string(s.bytes.size()) + " bytes)");
         // Durably stored: now, and only now, the group may move past it.
-        if (ps.assigned && consumer_) {
-            if (auto c = consumer_->commit({{ps.topic, ps.partition, s.entry.end_offset}}, true);
+        if (ps.assigned && !ps.needs_seek && consumer_) {
+            if (auto c = consumer_->commit({{ps.topic, ps.partition, s.entry.end_offset - s.base}},
+                                           true);
                 !c) {
                 count_error("commit");
                 log_.warn(c.error().message);
             }
         }
-        {
-            std::lock_guard lock(status_mu_);
-            ++status_.segments;
-        }
-        pending_.pop_front();
-        if (backoff_ != 1000ms || status().state == tap_state::backing_off) {
-            backoff_ = 1000ms;
-            set_state(tap_state::running);
-        }
+        std::lock_guard lock(status_mu_);
+        ++status_.segments;
+    }
+    pending_.pop_front();
+    if (backoff_ != 1000ms || status().state == tap_state::backing_off) {
+        backoff_ = 1000ms;
+        set_state(tap_state::running);
+    }
+}
+
+void tap::pump_uploads(bool start_next) {
+    if (upload_.valid()) {
+        if (upload_.wait_for(0s) != std::future_status::ready) return;
+        auto r = upload_.get();  // rethrows what the put threw
+        finish_put(r, std::chrono::duration<double>(clock::now() - upload_started_).count());
+    }
+    if (!start_next || pending_.empty() || clock::now() < retry_at_) return;
+    // The front stays in pending_ (and its bytes in place) until the put returns.
+    auto* store = store_.get();
+    const std::string_view key = pending_.front().entry.key;
+    const std::string_view bytes = pending_.front().bytes;
+    upload_started_ = clock::now();
+    upload_ =
+        std::async(std::launch::async, [store, key, bytes] { return store->put(key, bytes); });
+}
+
+bool tap::store_pending() {
+    if (upload_.valid()) {
+        auto r = upload_.get();
+        finish_put(r, std::chrono::duration<double>(clock::now() - upload_started_).count());
+        if (!r) return false;
+    }
+    while (!pending_.empty()) {
+        const auto t0 = clock::now();
+        auto r = store_->put(pending_.front().entry.key, pending_.front().bytes);
+        finish_put(r, std::chrono::duration<double>(clock::now() - t0).count());
+        if (!r) return false;
     }
     return true;
 }
@@ -677,6 +803,23 @@ void tap::update_metrics() {
 void tap::run() noexcept {
     set_state(tap_state::running);
     log_.info("running: group replicatord.tap." + cfg_.name + ", store " + store_->describe());
+    try {
+        run_loop();
+    } catch (const std::exception& e) {
+        // A bug or an exhausted resource (zstd, bad_alloc, regex_error): this
+        // tap fails and says why; the process and every other unit go on.
+        count_error("exception");
+        log_.error(std::string("failed: ") + e.what());
+        set_state(tap_state::failed, std::string("tap thread: ") + e.what());
+    } catch (...) {
+        count_error("exception");
+        log_.error("failed: unknown exception");
+        set_state(tap_state::failed, "tap thread: unknown exception");
+    }
+    shutdown();
+}
+
+void tap::run_loop() {
     std::vector<kafka::message> batch;
     batch.reserve(10000);
     while (!stop_requested_.load()) {
@@ -685,14 +828,15 @@ void tap::run() noexcept {
             std::lock_guard lock(status_mu_);
             status_.loop_at = now;
         }
-        if (now >= next_refresh_) {
+        pump_uploads(false);  // collects a finished upload: the store is free below
+        if (now >= next_refresh_ && !store_busy()) {
             next_refresh_ = now + refresh_interval;
             if (auto r = discover(); !r) {
                 count_error("discovery");
                 log_.warn("discovery: " + r.error().message);
             }
         }
-        if (now >= next_snapshot_) {
+        if (now >= next_snapshot_ && !store_busy()) {
             next_snapshot_ = now + cfg_.group_snapshot_interval;
             snapshot_groups();
         }
@@ -701,46 +845,69 @@ void tap::run() noexcept {
 
         batch.clear();
         consumer_->poll(batch, 10000, 100ms);
+        if (callback_error_) std::rethrow_exception(std::exchange(callback_error_, nullptr));
         for (auto& m : batch) handle(m);
         batch.clear();
 
         roll_due();
-        if (!pending_.empty() && clock::now() >= retry_at_) (void)store_pending();
+        // The next upload waits while the loop has its own store work due
+        // (placing a partition, topic metadata, a group snapshot), so that
+        // a steady stream of segments never starves it.
+        const auto t = clock::now();
+        bool store_work_due = t >= next_refresh_ || t >= next_snapshot_;
+        for (const auto& [key, ps] : parts_)
+            store_work_due =
+                store_work_due || (ps->assigned && ps->needs_seek && ps->archived_end == -2 &&
+                                   ps->pending == 0 && t >= ps->place_at);
+        pump_uploads(!store_work_due);
         if (clock::now() >= next_metrics_) {
             next_metrics_ = clock::now() + 1s;
             update_metrics();
         }
     }
-    shutdown();
 }
 
 void tap::shutdown() noexcept {
     const bool failed = status().state == tap_state::failed;
-    if (consumer_) {
-        // Everything buffered becomes a segment; stored ones are committed.
-        for (auto& [key, ps] : parts_)
-            if (ps->assigned) roll(*ps);
-        // While the store is failing, the store's own retries could hold the
-        // shutdown for minutes: give up at once. Nothing is lost, the next
-        // run resumes at the archive's end and re-reads the rest.
-        const bool store_failing = status().state == tap_state::backing_off;
-        if (store_failing || !store_pending()) {
-            log_.warn(std::to_string(pending_.size()) +
-                      " segment(s) could not be stored before stopping; the next run re-reads "
-                      "them from the source");
-            for (auto& seg : pending_) seg.ps->pending = 0;
-            pending_.clear();
+    try {
+        if (consumer_) {
+            // After a failure nothing more is written: the next run resumes at
+            // the archive's end and re-reads the rest.
+            if (!failed) {
+                // Everything buffered becomes a segment; stored ones are committed.
+                for (auto& [key, ps] : parts_)
+                    if (ps->assigned && !ps->needs_seek) roll(*ps);
+            }
+            // While the store is failing, the store's own retries could hold
+            // the shutdown for minutes: give up at once. Nothing is lost, the
+            // next run resumes at the archive's end and re-reads the rest.
+            const bool store_failing = status().state == tap_state::backing_off;
+            // A put in flight reads pending_: it ends before pending_ is cleared.
+            if ((failed || store_failing) && upload_.valid()) upload_.wait();
+            if (!pending_.empty() && (failed || store_failing || !store_pending())) {
+                log_.warn(std::to_string(pending_.size()) +
+                          " object(s) could not be stored before stopping; the next run re-reads "
+                          "them from the source");
+                for (auto& seg : pending_) seg.ps->pending = 0;
+                pending_.clear();
+            }
+            kafka::partition_list positions;
+            for (auto& [key, ps] : parts_)
+                if (ps->assigned && !ps->needs_seek && ps->archived_end >= 0)
+                    positions.push_back({ps->topic, ps->partition, ps->archived_end});
+            if (auto r = consumer_->commit(positions, false); !r)
+                log_.warn("final commit: " + r.error().message);
+            consumer_->close(5s);
         }
-        kafka::partition_list positions;
-        for (auto& [key, ps] : parts_)
-            if (ps->assigned && ps->archived_end >= 0)
-                positions.push_back({ps->topic, ps->partition, ps->archived_end});
-        if (auto r = consumer_->commit(positions, false); !r)
-            log_.warn("final commit: " + r.error().message);
-        consumer_->close(5s);
+    } catch (const std::exception& e) {
+        log_.error(std::string("stopping: ") + e.what());
+    } catch (...) {
+        log_.error("stopping: unknown exception");
     }
+    if (upload_.valid()) upload_.wait();
     pending_.clear();
     consumer_.reset();
+    offsets_client_.reset();
     source_client_.reset();
     if (!failed) set_state(tap_state::stopped);
     log_.info(failed ? "stopped after failure" : "stopped");

@@ -7,12 +7,17 @@
 //     │               └──put──> object_store ──ok──> archived_end[p] = segment end
 //     └──── commit archived_end[p] (only after the put succeeded) ◄──┘
 //
-// The archive is the truth: on assignment a partition resumes at the largest
-// end offset of its stored segments (the group's committed offset only when
-// the archive holds nothing for it, else the earliest offset), so a crash at
-// any instant leaves neither a hole nor an overlap. Every segment covers
-// [start, end) exactly; offsets the consumer skipped (compaction, transaction
-// markers, aborted records) are recorded as gaps by the writer.
+// The archive is the truth: a newly assigned partition is placed by the run
+// loop (never inside a rebalance callback) at the largest end offset of its
+// stored segments, or at the source's log start when the archive holds
+// nothing for it, so a crash at any instant leaves neither a hole nor an
+// overlap. Every segment covers [start, end) exactly; offsets the consumer
+// skipped (compaction, transaction markers, aborted records) are recorded as
+// gaps by the writer. Offsets the source deleted before the tap archived them
+// (retention, DeleteRecords) are a gap too, and also a loss object, counted
+// and logged as an error; a source partition whose log end fell below the
+// archive's end (a recreated topic) starts a new epoch, whose records continue
+// the archive's offsets (catalogue.h).
 // Failures: a put that fails (after the store's own retries) keeps the
 // segment, counts the error and is retried after a backoff (1 s doubling to
 // 30 s, reset on success); nothing is skipped. Memory is bounded across
@@ -23,7 +28,11 @@
 // committed offsets of the source's consumer groups for the tap's topics
 // (replicatord's own groups excluded), when they changed.
 // Thread model: each tap runs on its own thread; librdkafka callbacks run
-// inside poll() on it. status() may be read from any thread.
+// inside poll() on it. A segment upload runs on a worker thread while the run
+// loop keeps polling (the group membership survives a slow store); the run
+// loop uses the store only while no upload is in flight. An exception fails
+// the tap (state failed, the cause in last_error), never the process.
+// status() may be read from any thread.
 #pragma once
 
 #include "backup/catalogue.h"
@@ -34,10 +43,13 @@
 #include "conf/topic_policy.h"
 #include "kafka/consumer.h"
 #include "kafka/producer.h"
+#include "kafka/reader.h"
 
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <exception>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -68,6 +80,8 @@ struct tap_env {
 };
 
 class tap {
+    using clock_type = std::chrono::steady_clock;
+
 public:
     // `store` is the tap's storage, opened by the caller from cfg.storage.
     tap(const conf::tap_config& cfg, tap_env env, std::unique_ptr<object_store> store);
@@ -90,6 +104,7 @@ private:
     struct pending_segment;
 
     void run() noexcept;
+    void run_loop();
     [[nodiscard]] Result<void> connect();
     [[nodiscard]] Result<void> write_backup_meta();
     [[nodiscard]] Result<void> load_topic_metas();
@@ -98,18 +113,31 @@ private:
     void handle(kafka::message& m);
     void on_assign(const kafka::partition_list& parts);
     void on_revoke(const kafka::partition_list& parts);
-    // Where a newly assigned partition resumes: the archive's end, else the
-    // committed offset, else -1 (the first record read).
-    [[nodiscard]] Result<int64_t> resume_offset(const std::string& topic, int32_t partition,
-                                                int64_t committed);
+    // Where a newly assigned partition resumes (run loop only): the archive's
+    // end; the log start when the archive holds nothing. Records a loss, or a
+    // new epoch for a recreated topic, before the partition is read.
+    [[nodiscard]] Result<void> place(partition_state& ps);
     void place_partitions();
+    // Stores a loss object for [from, to) (source offsets), counts and logs it.
+    [[nodiscard]] Result<void> record_loss(partition_state& ps, int64_t from, int64_t to,
+                                           const std::string& why);
+    // A loss seen on the data path (the log start moved past the next offset
+    // while reading): queued ahead of the segment holding its gap.
+    void queue_loss(partition_state& ps, int64_t from, int64_t to);
     // Closes ps's open segment into pending_. use_position: end it at the
     // consumer's position (covering trailing markers); false inside a
     // rebalance callback, where records already fetched are not yet added.
     void roll(partition_state& ps, bool use_position = true);
     void roll_due();
-    // Stores pending segments in order; false when a put failed.
+    // Stores pending segments in order, waiting for each; false when a put
+    // failed (shutdown only).
     bool store_pending();
+    // The run loop's upload step: collects a finished upload and, with
+    // start_next, starts the next one on a worker thread; never waits.
+    void pump_uploads(bool start_next);
+    // After a put of pending_.front(): bookkeeping and the commit, or the backoff.
+    void finish_put(const Result<void>& r, double seconds);
+    [[nodiscard]] bool store_busy() const noexcept { return upload_.valid(); }
     void drop_pending(partition_state& ps);
     void apply_backpressure();
     void update_metrics();
@@ -134,7 +162,14 @@ private:
     std::map<std::string, int32_t> stored_partitions_;  // newest topic_meta per topic
     std::map<std::string, std::vector<group_offset>> last_snapshot_;
     std::optional<kafka::producer> source_client_;  // metadata and admin on the source
+    std::optional<kafka::reader> offsets_client_;   // log start and end of the source partitions
     std::optional<kafka::consumer> consumer_;       // group replicatord.tap.<name>
+    // The put of pending_.front(), on a worker thread; waited for before the
+    // pending segments, the store or the consumer go.
+    std::future<Result<void>> upload_;
+    clock_type::time_point upload_started_{};
+    // An exception thrown inside a rebalance callback, rethrown after poll().
+    std::exception_ptr callback_error_;
 
     std::vector<std::string> subscribed_;
     bool paused_ = false;

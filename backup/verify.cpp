@@ -14,6 +14,21 @@ std::string damage::describe() const {
            topic + "/" + std::to_string(partition) + ": " + what;
 }
 
+std::uint64_t verify_report::lost_records() const noexcept {
+    std::uint64_t total = 0;
+    const loss_entry* prev = nullptr;
+    int64_t covered_to = 0;
+    for (const auto& l : losses) {
+        if (prev == nullptr || prev->topic != l.topic || prev->partition != l.partition)
+            covered_to = 0;
+        const int64_t from = std::max(l.from, covered_to);
+        if (l.to > from) total += static_cast<std::uint64_t>(l.to - from);
+        covered_to = std::max(covered_to, l.to);
+        prev = &l;
+    }
+    return total;
+}
+
 namespace {
 
 damage segment_damage(const segment_entry& e, std::string what) {
@@ -199,6 +214,32 @@ Result<verify_report> verify_backup(object_store& store, const std::string& back
         parts[{e.value().topic, e.value().partition}].push_back(std::move(e.value()));
     }
     rep.partitions = parts.size();
+
+    // Losses and epochs: the keys say everything (catalogue.h).
+    RPL_TRY(loss_objects, store.list(backup + "/losses/"));
+    for (const auto& o : loss_objects) {
+        if (!o.key.ends_with(".lost")) continue;
+        auto l = parse_loss_key(o.key);
+        if (!l) {
+            rep.problems.push_back(damage{o.key, "?", -1, 0, 0, l.error().message});
+            continue;
+        }
+        rep.losses.push_back(std::move(l.value()));
+    }
+    std::sort(rep.losses.begin(), rep.losses.end(), [](const auto& a, const auto& b) {
+        return std::tie(a.topic, a.partition, a.from, a.to) <
+               std::tie(b.topic, b.partition, b.from, b.to);
+    });
+    RPL_TRY(epoch_objects, store.list(backup + "/epochs/"));
+    for (const auto& o : epoch_objects) {
+        if (!o.key.ends_with(".epoch")) continue;
+        auto e = parse_epoch_key(o.key);
+        if (!e) {
+            rep.problems.push_back(damage{o.key, "?", -1, 0, 0, e.error().message});
+            continue;
+        }
+        rep.epochs.push_back(std::move(e.value()));
+    }
     for (auto& [tp, segs] : parts) {
         std::sort(segs.begin(), segs.end(), [](const segment_entry& a, const segment_entry& b) {
             return a.start_offset < b.start_offset;

@@ -12,6 +12,9 @@
 //
 // Every damage names the object key and the offset range it makes unusable
 // ([from, to)), so an operator knows what `restore --skip-damaged` will skip.
+// Losses (offsets the source deleted before the tap archived them) are not
+// damage, the archive holds what the source held, but they are listed
+// with the records they cost, and so are epochs (a recreated source topic).
 // Thread model: plain functions; the store is used from the calling thread.
 #pragma once
 
@@ -45,8 +48,13 @@ struct verify_report {
     std::uint64_t records = 0;
     std::uint64_t stored_bytes = 0;
     std::vector<damage> problems;
+    std::vector<loss_entry> losses;  // by topic, partition and offset
+    std::vector<epoch_entry> epochs;
 
+    // No damage. Losses are reported apart (lost_records()).
     [[nodiscard]] bool clean() const noexcept { return problems.empty(); }
+    // Offsets recorded as lost, overlaps counted once.
+    [[nodiscard]] std::uint64_t lost_records() const noexcept;
 };
 
 // Checks one segment that was read from the store: the summary agrees with

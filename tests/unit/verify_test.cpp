@@ -195,6 +195,77 @@ TEST_CASE("a missing backup id is not_found and lists the ids present") {
     CHECK(r.error().message.find("(backups there: other-tap, primary-tap)") != std::string::npos);
 }
 
+TEST_CASE("offsets lost to retention are reported by verify and the catalogue, not called ok") {
+    // Guards against an archive whose retention-deleted offsets are an
+    // ordinary gap that verify accepts as clean: the loss object marks them,
+    // and verify lists them with the records they cost (overlaps once).
+    temp_store ts;
+    put_meta(*ts.store, "bl", "orders", 1);
+    put_segment(*ts.store, "bl", "orders", 0, 0, 50);
+    put_segment(*ts.store, "bl", "orders", 0, 50, 100, {50, 51, 52, 53, 54, 55, 56, 57, 58, 59});
+    REQUIRE(ts.store->put(loss_key("bl", {{}, "orders", 0, 50, 60, 2'000'000}), ""));
+    REQUIRE(ts.store->put(loss_key("bl", {{}, "orders", 0, 55, 60, 2'000'500}), ""));
+    auto r = verify_backup(*ts.store, "bl", true);
+    REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
+    CHECK_MESSAGE(r.value().clean(), all(r.value()));
+    REQUIRE(r.value().losses.size() == 2);
+    CHECK(r.value().losses[0].from == 50);
+    CHECK(r.value().losses[0].to == 60);
+    CHECK(r.value().lost_records() == 10);
+
+    auto cat = catalogue::load(*ts.store, "bl");
+    REQUIRE_MESSAGE(cat, (cat ? "" : cat.error().message));
+    CHECK(cat.value().losses("orders", 0).size() == 2);
+    CHECK(cat.value().all_losses().size() == 2);
+    CHECK(cat.value().losses("orders", 1).empty());
+}
+
+TEST_CASE("loss and epoch keys round-trip and a bad one is named") {
+    const loss_entry l{{}, "orders.v2", 12, 15, 1500, 1'700'000'000'000};
+    const auto lk = loss_key("bk", l);
+    CHECK(lk ==
+          "bk/losses/orders.v2/000012/00000000000000000015-00000000000000001500_"
+          "1700000000000.lost");
+    auto pl = parse_loss_key(lk);
+    REQUIRE(pl);
+    CHECK(pl.value().topic == "orders.v2");
+    CHECK(pl.value().partition == 12);
+    CHECK(pl.value().from == 15);
+    CHECK(pl.value().to == 1500);
+    CHECK(pl.value().noticed_ms == 1'700'000'000'000);
+    const epoch_entry e{{}, "orders", 3, 4242, 1'700'000'000'001};
+    auto pe = parse_epoch_key(epoch_key("bk", e));
+    REQUIRE(pe);
+    CHECK(pe.value().base == 4242);
+    CHECK(pe.value().taken_ms == 1'700'000'000'001);
+    auto bad = parse_loss_key("bk/losses/orders/000001/20-10_5.lost");
+    REQUIRE(!bad);
+    CHECK(bad.error().message.find("bk/losses/orders/000001/20-10_5.lost") != std::string::npos);
+}
+
+TEST_CASE("a recreated topic's epoch continues the archive's offsets and verifies clean") {
+    // Guards against the new topic's records overlapping (or being dropped
+    // as) the old topic's: after the epoch at archive offset 100 the new
+    // topic's offset 0 is archive offset 100, so segments still tile, and
+    // group offsets taken after the recreation translate by the base.
+    temp_store ts;
+    put_meta(*ts.store, "be", "orders", 1);
+    put_segment(*ts.store, "be", "orders", 0, 0, 100);
+    put_segment(*ts.store, "be", "orders", 0, 100, 130);
+    REQUIRE(ts.store->put(epoch_key("be", {{}, "orders", 0, 100, 5'000'000}), ""));
+    auto r = verify_backup(*ts.store, "be", true);
+    REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
+    CHECK_MESSAGE(r.value().clean(), all(r.value()));
+    CHECK(r.value().losses.empty());
+    REQUIRE(r.value().epochs.size() == 1);
+    CHECK(r.value().epochs[0].base == 100);
+    auto cat = catalogue::load(*ts.store, "be");
+    REQUIRE(cat);
+    CHECK(cat.value().base_at("orders", 0, 4'999'999) == 0);
+    CHECK(cat.value().base_at("orders", 0, 5'000'000) == 100);
+    CHECK(cat.value().base_at("orders", 1, 9'000'000) == 0);
+}
+
 TEST_CASE("murmur2 mapping matches Kafka's Utils.murmur2 made positive") {
     // Values of org.apache.kafka.common.utils.Utils.murmur2 (also in
     // librdkafka's rdmurmur2.c tests), & 0x7fffffff.
