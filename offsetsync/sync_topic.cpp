@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <thread>
 
 namespace rpl::offsetsync {
 
@@ -23,13 +25,13 @@ kafka::deadline_ms left(clock_type::time_point until) {
 Result<void> ensure_runs_topic(const kafka::Client& target, const std::string& topic,
                                const Logger& log) {
     RPL_TRY(md, kafka::fetch_metadata(target, 10s));
-    kafka::admin adm(target, 30s);
     if (const auto* t = md.topic(topic); t != nullptr && t->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (t->partitions.size() != 1)
             log.warn("runs topic " + topic + " on " + target.where().describe() + " has " +
                      std::to_string(t->partitions.size()) +
                      " partitions; only partition 0 is used");
-        auto cfg = adm.describe_topic_configs(topic);
+        // Only for a warning: a cluster that cannot say within seconds gets none.
+        auto cfg = kafka::admin(target, 5s).describe_topic_configs(topic);
         if (cfg) {
             for (const auto& e : cfg.value()) {
                 if (e.name == "cleanup.policy" && e.value.find("compact") == std::string::npos)
@@ -41,7 +43,7 @@ Result<void> ensure_runs_topic(const kafka::Client& target, const std::string& t
         return ok();
     }
     const int rf = static_cast<int>(std::min<size_t>(3, std::max<size_t>(1, md.brokers.size())));
-    auto r = adm.create_topic(topic, 1, rf, {{"cleanup.policy", "compact"}});
+    auto r = kafka::admin(target, 30s).create_topic(topic, 1, rf, {{"cleanup.policy", "compact"}});
     if (!r && r.error().code != errc::conflict) return r;
     if (r)
         log.info("created runs topic " + topic + " on " + target.where().describe() +
@@ -51,11 +53,8 @@ Result<void> ensure_runs_topic(const kafka::Client& target, const std::string& t
 
 Result<std::unique_ptr<publisher>> publisher::create(const kafka::endpoint& target,
                                                      const Logger& log, std::string topic) {
-    std::unique_ptr<publisher> p(new publisher(std::move(topic), log));
-    publisher* self = p.get();
-    RPL_TRY(prod, kafka::producer::create(
-                      target, {}, log, [self](const kafka::delivery& d) { self->on_delivery(d); }));
-    p->producer_.emplace(std::move(prod));
+    std::unique_ptr<publisher> p(new publisher(target, std::move(topic), log));
+    RPL_TRY(p->make_producer());
     RPL_TRY(ensure_runs_topic(p->producer_->client(), p->topic_, log));
     return p;
 }
@@ -70,100 +69,168 @@ publisher::~publisher() {
     producer_.reset();
 }
 
-Result<void> publisher::send(const std::string& key, entry& e) {
-    e.gen = next_gen_++;
-    e.failed = false;
-    auto token = inflight_.insert_or_assign(e.gen, key).first;
-    void* opaque = const_cast<uint64_t*>(&token->first);
-    const auto until = clock_type::now() + 30s;
-    while (true) {
-        const auto err =
-            producer_->produce_copy(topic_, 0, key, e.value ? &*e.value : nullptr, 0, opaque);
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return ok();
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && clock_type::now() < until) {
-            (void)producer_->poll(100ms);
-            continue;
-        }
-        inflight_.erase(e.gen);
-        e.failed = true;
-        return kafka::kafka_error(err, "queueing a run record for " + topic_ + " on " +
-                                           producer_->client().where().describe());
-    }
+std::string publisher::where() const { return topic_ + " on " + target_.describe(); }
+
+Result<void> publisher::make_producer() {
+    RPL_TRY(prod, kafka::producer::create(target_, {}, log_,
+                                          [this](const kafka::delivery& d) { on_delivery(d); }));
+    producer_.emplace(std::move(prod));
+    return ok();
 }
 
-Result<void> publisher::resend_failed() {
-    for (auto& [key, e] : pending_) {
-        if (e.failed) {
-            RPL_TRY(send(key, e));
+void publisher::failed(level l, std::string why) {
+    // Once per distinct cause: a failed batch reports every record.
+    if (healthy_ || why != last_error_) log_.log(l, why + " (runs kept and sent again)");
+    healthy_ = false;
+    last_error_ = std::move(why);
+}
+
+void publisher::accept(const std::string& key, std::optional<std::string> value) {
+    entry& e = pending_[key];
+    // An older version not yet sent is simply replaced; one in flight is
+    // overtaken (its report is ignored from now on).
+    if (e.seq != 0 && e.sent == 0) unsent_.erase(e.seq);
+    e.seq = next_seq_++;
+    e.value = std::move(value);
+    e.sent = 0;
+    unsent_.emplace(e.seq, key);
+}
+
+Result<void> publisher::replace_failed_producer() {
+    if (producer_) {
+        const std::string fatal = producer_->fatal_error();
+        if (fatal.empty()) return ok();
+        failed(level::error, "runs producer for " + where() + " failed: " + fatal);
+        producer_->purge();
+        (void)producer_->poll(0ms);
+        producer_.reset();
+        // Whatever the failed producer still held goes out through the next.
+        for (const auto& [id, key] : inflight_) {
+            auto p = pending_.find(key);
+            if (p == pending_.end() || p->second.sent != id) continue;
+            p->second.sent = 0;
+            unsent_.emplace(p->second.seq, key);
         }
+        inflight_.clear();
+    }
+    const auto now = clock_type::now();
+    if (now < next_recreate_)
+        return fail(errc::kafka,
+                    "runs producer for " + where() + " is being replaced (" + last_error_ + ")");
+    next_recreate_ = now + backoff_;
+    backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, 10s);
+    if (auto r = make_producer(); !r) {
+        failed(level::error,
+               "replacing the runs producer for " + where() + ": " + r.error().message);
+        return r;
+    }
+    ++recreations_;
+    log_.warn("replaced the runs producer for " + where() + "; sending " +
+              std::to_string(pending_.size()) + " unacknowledged run record(s) again");
+    return ok();
+}
+
+Result<void> publisher::send_pending() {
+    while (!unsent_.empty()) {
+        auto it = unsent_.begin();
+        entry& e = pending_.at(it->second);
+        const uint64_t id = next_send_++;
+        const auto node = inflight_.emplace(id, it->second).first;
+        void* opaque = const_cast<uint64_t*>(&node->first);
+        const auto err = producer_->produce_copy(topic_, 0, it->second,
+                                                 e.value ? &*e.value : nullptr, 0, opaque);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            inflight_.erase(node);
+            // A full queue is back-pressure, not a failure: flush() sends
+            // the rest as it drains.
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return ok();
+            auto error = kafka::kafka_error(err, "queueing a run record for " + where());
+            failed(level::warn, error.message);
+            return error;
+        }
+        e.sent = id;
+        unsent_.erase(it);
     }
     return ok();
+}
+
+Result<void> publisher::pump() {
+    if (producer_) (void)producer_->poll(0ms);
+    RPL_TRY(replace_failed_producer());
+    RPL_TRY(send_pending());
+    recovered_if_done();
+    return ok();
+}
+
+void publisher::recovered_if_done() {
+    if (!pending_.empty() || healthy_) return;
+    log_.info("every run record acknowledged by " + where() + " again");
+    healthy_ = true;
+    last_error_.clear();
 }
 
 void publisher::on_delivery(const kafka::delivery& d) {
     if (d.opaque == nullptr) return;
-    const uint64_t gen = *static_cast<const uint64_t*>(d.opaque);
-    auto f = inflight_.find(gen);
+    const uint64_t id = *static_cast<const uint64_t*>(d.opaque);
+    auto f = inflight_.find(id);
     if (f == inflight_.end()) return;
     const std::string key = std::move(f->second);
     inflight_.erase(f);
     auto p = pending_.find(key);
-    // A newer version of this key was sent since: it alone decides.
-    if (p == pending_.end() || p->second.gen != gen) return;
+    // A newer version of this key was given since: it alone decides.
+    if (p == pending_.end() || p->second.sent != id) return;
     if (d.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         pending_.erase(p);
+        backoff_ = 100ms;
+        recovered_if_done();
         return;
     }
-    p->second.failed = true;
-    last_error_ = kafka::kafka_error(d.err, "run record delivery to " + topic_).message;
-    log_.warn(last_error_ + " (will re-send)");
+    p->second.sent = 0;
+    unsent_.emplace(p->second.seq, key);
+    // Purged by a producer replacement: its cause is already recorded.
+    if (d.err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || d.err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+        return;
+    failed(level::warn, kafka::kafka_error(d.err, "run record delivery to " + where()).message);
 }
 
 Result<void> publisher::publish(const std::vector<run_record>& runs) {
-    (void)producer_->poll(0ms);
-    RPL_TRY(resend_failed());
-    for (const auto& r : runs) {
-        const std::string key = encode_key(r.key());
-        entry& e = pending_[key];
-        e.value = encode_value(r.r, r.target_topic);
-        RPL_TRY(send(key, e));
-    }
-    return ok();
+    for (const auto& r : runs) accept(encode_key(r.key()), encode_value(r.r, r.target_topic));
+    return pump();
 }
 
 Result<void> publisher::retract(const std::vector<run_record>& runs) {
-    (void)producer_->poll(0ms);
-    RPL_TRY(resend_failed());
-    for (const auto& r : runs) {
-        const std::string key = encode_key(r.key());
-        entry& e = pending_[key];
-        e.value.reset();
-        RPL_TRY(send(key, e));
-    }
-    return ok();
+    for (const auto& r : runs) accept(encode_key(r.key()), std::nullopt);
+    return pump();
 }
 
 Result<void> publisher::flush(kafka::deadline_ms deadline) {
     const auto until = clock_type::now() + deadline;
     while (true) {
-        if (const auto fatal = producer_->fatal_error(); !fatal.empty())
-            return fail(errc::kafka, "runs publisher for " + topic_ + " on " +
-                                         producer_->client().where().describe() +
-                                         ": producer failed: " + fatal);
-        RPL_TRY(resend_failed());
+        // Its error is recorded in last_error_; the loop retries until the deadline.
+        (void)pump();
         if (pending_.empty()) return ok();
         const auto remaining = left(until);
         if (remaining <= 0ms) {
             std::string msg = std::to_string(pending_.size()) +
-                              " run record(s) not acknowledged by " + topic_ + " on " +
-                              producer_->client().where().describe() + " within " +
+                              " run record(s) not acknowledged by " + where() + " within " +
                               std::to_string(deadline.count()) + " ms";
             if (!last_error_.empty()) msg += " (last error: " + last_error_ + ")";
+            if (healthy_) last_error_ = msg;
+            healthy_ = false;
             return fail(errc::timeout, std::move(msg));
         }
-        // Timeouts here are the loop's business; delivery reports say the rest.
-        (void)producer_->flush(std::min<kafka::deadline_ms>(remaining, 1s));
-        (void)producer_->poll(0ms);
+        if (!producer_) {
+            // Waiting out the replacement backoff is part of this blocking call.
+            const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+                next_recreate_ - clock_type::now());
+            std::this_thread::sleep_for(std::clamp(wait, 1ms, remaining));
+        } else if (!unsent_.empty()) {
+            // Room in librdkafka's queue for the rest.
+            (void)producer_->poll(std::min<kafka::deadline_ms>(remaining, 100ms));
+        } else {
+            // Timeouts here are the loop's business; delivery reports say the rest.
+            (void)producer_->flush(std::min<kafka::deadline_ms>(remaining, 1s));
+        }
     }
 }
 

@@ -3,13 +3,21 @@
 // cluster, shared by every flow into it, 1 partition; never mirrored since it
 // ends in .internal). Record layout: run_codec.h and docs/offset-runs.md.
 //
-//   store::flush(flow) ──runs──> publisher::publish ──> runs topic (key per run)
-//   store::prune/forget ──> publisher::retract ──> tombstones
+//   store::flush(flow) ──runs──> publisher::publish ─┐
+//   store::prune/forget ──> publisher::retract ──────┴─> pending (kept until acknowledged)
+//        pending ──send, in the order given──> producer ──> runs topic (key per run)
+//        failed delivery / not queued / producer fatal ──> back to pending, sent again
 //   runs topic ──catch_up (partition 0, beginning -> end as of the call)──> store::apply/remove
 //
-// Ordering: compaction keeps the LAST record of a key, so a run must never be
-// re-sent in an older (shorter) version after a newer one. The publisher
-// retries only the latest version of a key, and only if that version failed.
+// Invariants: every run handed to the publisher stays pending until the
+// target acknowledged its latest version (the store has already marked it
+// clean, so nothing else would send it again); flush() is ok only when
+// nothing is pending, and only then may a flow commit. Ordering:
+// compaction keeps the LAST record of a key, so a run is never re-sent in an
+// older (shorter) version after a newer one: only a key's latest version is
+// ever sent again. A producer that librdkafka declares fatally failed is
+// replaced (backoff 100 ms doubling to 10 s, reset by an acknowledgement) and
+// everything pending is sent again through the new one.
 // Thread model: a publisher is used from one thread (its flow's); delivery
 // reports run inside its calls. catch_up is a plain blocking call.
 #pragma once
@@ -20,7 +28,9 @@
 #include "offsetsync/run_codec.h"
 #include "offsetsync/store.h"
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,39 +59,70 @@ public:
     publisher(const publisher&) = delete;
     publisher& operator=(const publisher&) = delete;
 
-    // Queues the runs (bytes copied); returns once librdkafka took them.
-    // Earlier failed runs are re-sent first (their latest version).
+    // Takes the runs (bytes copied) and sends as many as librdkafka will
+    // queue, after anything still pending from before. Never blocks on a
+    // full queue. Every run is kept until acknowledged whatever this
+    // returns; an error only says the producer is failed (and is being
+    // replaced) or refused a record, and flush() will retry.
     [[nodiscard]] Result<void> publish(const std::vector<run_record>& runs);
-    // Queues tombstones for these runs' keys.
+    // The same for tombstones of these runs' keys.
     [[nodiscard]] Result<void> retract(const std::vector<run_record>& runs);
-    // Waits until every queued record is acknowledged, re-sending failed
-    // ones, at most `deadline`. errc::timeout names how many are left.
+    // Sends what is pending (replacing a fatally failed producer first) and
+    // waits until every run ever given to this publisher is acknowledged, at
+    // most `deadline`. errc::timeout names how many are left and the last
+    // error (a failed producer's among them).
     [[nodiscard]] Result<void> flush(kafka::deadline_ms deadline);
 
-    // Keys whose latest version is not acknowledged yet.
+    // Keys whose latest version is not acknowledged yet (sent or not).
     [[nodiscard]] size_t unacknowledged() const noexcept { return pending_.size(); }
+    // False from a failure (a fatal producer error, a failed replacement, a
+    // delivery or a send that failed, a flush that ran out of time) until
+    // everything pending is acknowledged. While false the flow cannot
+    // commit; last_error() says why (empty while healthy).
+    [[nodiscard]] bool healthy() const noexcept { return healthy_; }
+    [[nodiscard]] const std::string& last_error() const noexcept { return last_error_; }
+    // Producers replaced after a fatal error, since create().
+    [[nodiscard]] uint64_t recreations() const noexcept { return recreations_; }
     [[nodiscard]] const std::string& topic() const noexcept { return topic_; }
 
 private:
+    using clock_type = std::chrono::steady_clock;
+
     struct entry {
-        uint64_t gen = 0;                  // the latest version sent for this key
+        uint64_t seq = 0;                  // when this version was given: send order
         std::optional<std::string> value;  // nullopt: tombstone
-        bool failed = false;               // that version's delivery failed
+        uint64_t sent = 0;                 // id of its send in flight; 0: waiting to be sent
     };
 
-    publisher(std::string topic, Logger log) : topic_(std::move(topic)), log_(std::move(log)) {}
-    [[nodiscard]] Result<void> send(const std::string& key, entry& e);
-    [[nodiscard]] Result<void> resend_failed();
+    publisher(kafka::endpoint target, std::string topic, Logger log)
+        : target_(std::move(target)), topic_(std::move(topic)), log_(std::move(log)) {}
+    [[nodiscard]] Result<void> make_producer();
+    void accept(const std::string& key, std::optional<std::string> value);
+    [[nodiscard]] Result<void> replace_failed_producer();
+    [[nodiscard]] Result<void> send_pending();
+    [[nodiscard]] Result<void> pump();
     void on_delivery(const kafka::delivery& d);
+    void failed(level l, std::string why);
+    void recovered_if_done();
+    [[nodiscard]] std::string where() const;
 
+    kafka::endpoint target_;
     std::string topic_;
     Logger log_;
     std::unordered_map<std::string, entry> pending_;  // key bytes -> latest unacked version
-    // version -> key bytes; the address of a node's version is the opaque
-    // handed to librdkafka (nodes are stable until erased in on_delivery).
+    std::map<uint64_t, std::string> unsent_;          // seq -> key: pending, not in librdkafka
+    // send id -> key. The address of a node's id is the opaque handed to
+    // librdkafka: a node lives until its send's report, or until the
+    // producer that holds the send is destroyed. A report of an overtaken
+    // version (its id no longer the entry's) is ignored.
     std::unordered_map<uint64_t, std::string> inflight_;
-    uint64_t next_gen_ = 1;
+    uint64_t next_seq_ = 1;
+    uint64_t next_send_ = 1;
+    bool healthy_ = true;
     std::string last_error_;
+    uint64_t recreations_ = 0;
+    std::chrono::milliseconds backoff_{100};
+    clock_type::time_point next_recreate_{};  // no replacement before this
     // Declared last, destroyed first: its delivery reports use the maps above.
     std::optional<kafka::producer> producer_;
 };
