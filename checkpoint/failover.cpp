@@ -187,7 +187,7 @@ Result<void> check_log_range(kafka::reader& rd, group_plan& plan, kafka::deadlin
         } else if (r.next > r.log_end) {
             r.note = where + ": translated offset " + std::to_string(r.next) +
                      " is past the log end " + std::to_string(r.log_end) +
-                     " (topic recreated, or records lost on the target?); committing it would "
+                     " (topic recreated, or records lost there?); committing it would "
                      "skip the records written there next";
             refused += (refused.empty() ? "" : "; ") + r.note;
         }
@@ -319,12 +319,14 @@ Result<std::vector<group_plan>> failback(const conf::Config& cfg, const conf::fl
     RPL_TRY(source,
             kafka::Client::create(kafka::client_kind::producer, endpoint_of(cfg, flow.source),
                                   {{"log_level", "3"}}, log));
+    RPL_TRY(rd, kafka::reader::create(endpoint_of(cfg, flow.source), {{"log_level", "3"}}, log));
     for (auto& p : plans) {
         if (p.rows.empty()) {
             p.refused = "group " + p.group + " has no committed offsets on " + flow.target +
                         " for the flow's topics";
             continue;
         }
+        RPL_TRY(check_log_range(rd, p, 15s, log));
         RPL_TRY(plan_or_apply(source, p, apply));
     }
     return plans;

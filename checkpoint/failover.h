@@ -102,7 +102,8 @@ struct group_plan {
                                                        bool apply, const Logger& log);
 // Failback: the groups' commits on the target, reverse-translated through
 // the runs (caught up from the target's runs topic into `scratch_dir`), into
-// the same groups on the source. groups empty: every group with commits on
+// the same groups on the source, checked against the source's log range as
+// failover() checks against the target's. groups empty: every group with commits on
 // the flow's target topics.
 [[nodiscard]] Result<std::vector<group_plan>> failback(const conf::Config& cfg,
                                                        const conf::flow_config& flow,

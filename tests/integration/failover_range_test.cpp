@@ -4,12 +4,15 @@
 // does with an offset outside [log start, log end] on the target.
 #include "checkpoint/failover.h"
 #include "conf/config.h"
+#include "offsetsync/store.h"
+#include "offsetsync/sync_topic.h"
 #include "tests/integration/group_consumer.h"
 #include "tests/integration/support.h"
 
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafka.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -149,4 +152,117 @@ TEST_CASE("failover_refuses_a_group_whose_translated_offset_is_past_the_log_end"
     CHECK_FALSE(applied.refused.empty());
     // Nothing of the group is committed, not even its partition in range.
     CHECK(s.committed() == offsets{{0, RD_KAFKA_OFFSET_INVALID}, {1, RD_KAFKA_OFFSET_INVALID}});
+}
+
+namespace {
+
+// Failback's mirror image: a group on dr, runs that map source record i of
+// `topic` on primary to target record i of src.<topic> on dr (published to
+// dr's runs topic, where failback reads them), and `source_records` records
+// in the source topic itself.
+struct failback_scenario {
+    std::string flow = unique("fb-flow");
+    std::string topic = unique("fb");
+    std::string target_topic = "src." + topic;
+    std::string group = unique("fb-group");
+    rpl::conf::Config cfg;
+
+    explicit failback_scenario(int source_records) {
+        const auto& b = testbed();
+        const std::string text =
+            "[daemon]\nadmin_listen = \"127.0.0.1:0\"\n"
+            "[clusters.src]\nbootstrap = \"" +
+            b.primary + "\"\n[clusters.dst]\nbootstrap = \"" + b.dr + "\"\n[[flow]]\nname = \"" +
+            flow + "\"\nsource = \"src\"\ntarget = \"dst\"\ntopics = [\"" + topic + "\"]\n";
+        auto c = rpl::conf::parse(text, "fb.toml");
+        REQUIRE_MESSAGE(c.has_value(), (c ? "" : c.error().message));
+        cfg = std::move(c).value();
+        create_topic(b.primary, topic, 1);
+        create_topic(b.dr, target_topic, 1);
+        produce(b.primary, topic, source_records);
+        produce(b.dr, target_topic, 10);
+        // The runs: source 0..9 -> target 0..9, as the flow would have left them.
+        const auto dir = std::filesystem::path(temp_dir()) / (flow + "-runs");
+        auto store = rpl::offsetsync::store::open(dir);
+        REQUIRE(store.has_value());
+        for (int64_t i = 0; i < 10; ++i)
+            REQUIRE(store.value()->record(flow, topic, 0, target_topic, i, i).has_value());
+        auto runs = store.value()->flush(flow);
+        REQUIRE(runs.has_value());
+        const rpl::kafka::endpoint dr{"dst", b.dr, {}};
+        auto pub = rpl::offsetsync::publisher::create(dr, rpl::Logger("runs"));
+        REQUIRE_MESSAGE(pub.has_value(), (pub ? "" : pub.error().message));
+        REQUIRE(pub.value()->publish(runs.value()).has_value());
+        auto flushed = pub.value()->flush(std::chrono::seconds(30));
+        REQUIRE_MESSAGE(flushed.has_value(), (flushed ? "" : flushed.error().message));
+    }
+    ~failback_scenario() {
+        delete_topic(testbed().primary, topic);
+        delete_topic(testbed().dr, target_topic);
+    }
+    static void produce(const std::string& bootstrap, const std::string& t, int n) {
+        producer p(bootstrap);
+        for (int i = 0; i < n; ++i) {
+            record r;
+            r.partition = 0;
+            r.value = "v" + std::to_string(i);
+            p.produce(t, r);
+        }
+        p.flush();
+    }
+    // The group's commit on dr, where failback reads it.
+    void commit_on_dr(int64_t at) const {
+        consume_and_commit(testbed().dr, target_topic, group, {{0, at}}, "earliest");
+    }
+    rpl::checkpoint::group_plan failback(bool apply) const {
+        const auto scratch = std::filesystem::path(temp_dir()) / (flow + "-scratch");
+        std::filesystem::remove_all(scratch);
+        auto plans = rpl::checkpoint::failback(cfg, cfg.flows.at(0), {group}, scratch, apply,
+                                               rpl::Logger("failback"));
+        REQUIRE_MESSAGE(plans.has_value(), (plans ? "" : plans.error().message));
+        REQUIRE(plans.value().size() == 1);
+        return plans.value().front();
+    }
+    int64_t committed_on_source() const {
+        return committed_offsets(testbed().primary, group, topic, 1).at(0);
+    }
+};
+
+}  // namespace
+
+// Guards against: failover --reverse --apply committed reverse-translated
+// offsets into the source without checking the source's log range (the same
+// fault as the forward direction): below the log start the consumer's
+// auto.offset.reset decided where it resumed.
+TEST_CASE("failback_resumes_at_the_log_start_when_the_translated_offset_was_deleted") {
+    failback_scenario s(10);
+    s.commit_on_dr(4);
+    delete_records(testbed().primary, s.topic, 0, 6);
+
+    const auto plan = s.failback(false);
+    CHECK(plan.refused.empty());
+    REQUIRE(plan.rows.size() == 1);
+    CHECK(plan.rows[0].translated == 4);
+    CHECK(plan.rows[0].next == 6);
+    CHECK(contains(plan.rows[0].note, "translated offset 4 is below the log start 6"));
+    CHECK(s.committed_on_source() == RD_KAFKA_OFFSET_INVALID);
+
+    const auto applied = s.failback(true);
+    CHECK(applied.refused.empty());
+    CHECK(s.committed_on_source() == 6);
+}
+
+// Guards against: failback committing an offset past the source's log end
+// (the source topic was recreated while the region was down), which makes
+// the group skip what producers write there next.
+TEST_CASE("failback_refuses_a_group_whose_translated_offset_is_past_the_source_log_end") {
+    failback_scenario s(3);  // the runs say 10 records, the source holds 3
+    s.commit_on_dr(8);
+
+    const auto applied = s.failback(true);
+    MESSAGE(applied.refused);
+    CHECK(contains(applied.refused, s.group));
+    CHECK(contains(applied.refused, s.topic + "/0"));
+    CHECK(contains(applied.refused, "translated offset 8 is past the log end 3"));
+    CHECK(s.committed_on_source() == RD_KAFKA_OFFSET_INVALID);
 }
