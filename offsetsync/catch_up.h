@@ -43,7 +43,9 @@ struct resume_stats {
     int64_t end_offset = 0;
 };
 
-// The name a catch-up position is saved under: topic and cluster.
+// The name a catch-up position is saved under: topic and bootstrap address
+// (not the cluster id, which kafka/ does not expose yet: a cluster replaced
+// behind the same address is only noticed if its topic is shorter).
 [[nodiscard]] std::string catch_up_source(const kafka::endpoint& target, const std::string& topic);
 
 // Reads `topic` partition 0 from the saved position to its end offset (as of
