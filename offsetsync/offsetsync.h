@@ -11,9 +11,15 @@
 // target). Knows neither who feeds it nor who reads it.
 // Invariant: a translation never skips a replicated record and never points
 // past one (runs.h states it exactly; an oracle test checks it). Exact, not
-// approximate: a run keeps the source holes it spans (compaction, markers)
-// where the target stayed contiguous, so it does not split at every hole,
-// and a hole offset still answers the target offset of the next record.
+// approximate, with runs that span holes: a run's records are exactly the
+// source offsets [src_start, src_end) minus its holes, in order, at the
+// consecutive target offsets [dst_start, dst_start + length); a run never
+// starts or ends in a hole. So a compacted or transactional source costs a
+// run per 1024 holes, not per hole, a replicated offset answers its own copy
+// and a hole offset the target offset of the next record.
+// Bounds: memory holds the runs of the partitions in use within a budget
+// (RocksDB holds all); prune drops runs below the log start and runs that
+// re-sends copied again; a cut-short catch-up resumes where it stopped.
 // Thread model: store is mutex-protected (record/flush on the flow thread,
 // translate anywhere); a publisher belongs to one thread.
 #pragma once
