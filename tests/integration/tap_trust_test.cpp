@@ -312,6 +312,12 @@ TEST_SUITE("tap_trust") {
         auto* knobs = ks.get();
         knobs->block_segments = true;
         auto t = b.make(std::move(ks));
+        // Releases the put before the tap stops, even when a check fails:
+        // stop() waits for the upload in flight.
+        struct releaser {
+            knob_store* k;
+            ~releaser() { k->release(); }
+        } release_on_exit{knobs};
         REQUIRE_EVENTUALLY(30s, knobs->blocked.load() == 1);
         const auto stuck_at = t->status().loop_at;
         REQUIRE_EVENTUALLY(10s, t->status().loop_at > stuck_at + 1s);
