@@ -135,11 +135,11 @@ struct bench {
     }
 };
 
-void produce(const std::string& topic, int from, int count) {
+void produce(const std::string& topic, int from, int count, int32_t partition = 0) {
     producer p(testbed().primary);
     for (int i = from; i < from + count; ++i) {
         record r;
-        r.partition = 0;
+        r.partition = partition;
         r.key = "k" + std::to_string(i);
         r.value = "v" + std::to_string(i);
         p.produce(topic, r);
@@ -298,6 +298,42 @@ TEST_SUITE("tap_trust") {
         auto t = b.make(std::move(ks));
         REQUIRE_EVENTUALLY(30s, t->status().state == tap_state::failed);
         CHECK(t->status().last_error.find("injected failure") != std::string::npos);
+        t->stop();
+        delete_topic(testbed().primary, b.topic);
+    }
+
+    TEST_CASE("a_rebalance_completes_while_a_segment_upload_hangs") {
+        // Guards against store I/O inside the rebalance callback: on_revoke
+        // stored what was buffered, so a hung store held the callback, the
+        // tap never rejoined, and the whole group stood still.
+        bench b;
+        create_topic(testbed().primary, b.topic, 2);
+        produce(b.topic, 0, 5, 0);
+        produce(b.topic, 0, 5, 1);
+        auto ks = std::make_unique<knob_store>(b.file_store());
+        auto* knobs = ks.get();
+        knobs->block_segments = true;
+        auto t = b.make(std::move(ks));
+        struct releaser {
+            knob_store* k;
+            ~releaser() { k->release(); }
+        } release_on_exit{knobs};
+        REQUIRE_EVENTUALLY(30s, knobs->blocked.load() == 1);
+        // A second member of the tap's group takes one of the partitions.
+        kafka::endpoint ep{"primary", testbed().primary, {}};
+        auto other = kafka::consumer::create(ep, "replicatord.tap." + b.name, {}, Logger("other"));
+        REQUIRE_MESSAGE(other, other.error().message);
+        REQUIRE(other.value().subscribe({b.topic}));
+        std::vector<kafka::message> batch;
+        REQUIRE_EVENTUALLY(60s, [&] {
+            batch.clear();
+            other.value().poll(batch, 100, 100ms);
+            return !other.value().assignment().empty();
+        }());
+        CHECK(knobs->blocked.load() == 1);  // the upload still hangs meanwhile
+        CHECK(t->status().state == tap_state::running);
+        other.value().close(10s);
+        knobs->release();
         t->stop();
         delete_topic(testbed().primary, b.topic);
     }
