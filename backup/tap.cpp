@@ -312,6 +312,7 @@ Result<void> tap::place(partition_state& ps) {
 
     RPL_TRY(wm, offsets_client_->query_watermarks(ps.topic, ps.partition, 10s));
     int64_t start = 0;  // source offset to resume at
+    const int64_t archive_base = base;
     const std::string archive_says =
         archive_end >= 0 ? std::to_string(archive_end - base) : std::string("nothing");
     if (archive_end >= 0) {
@@ -342,10 +343,12 @@ Result<void> tap::place(partition_state& ps) {
         // what followed was deleted before this store got it.
         if (c >= 0 && c < wm.low) start = c;
     }
-    if (c >= 0 && c != start)
+    // Any disagreement is worth one line: normally the group commits exactly
+    // where the archive ends.
+    if (c >= 0 && (archive_end < 0 || c != archive_end - archive_base))
         log_.warn(name + ": the archive ends at " + archive_says + " but group replicatord.tap." +
                   cfg_.name + " committed " + std::to_string(c) + "; resuming at " +
-                  std::to_string(std::max(start, wm.low)) + " as the archive says");
+                  std::to_string(start) + " as the archive says");
     ps.base = base;
     if (start < wm.low) {
         RPL_TRY(record_loss(ps, start, wm.low,

@@ -212,6 +212,30 @@ TEST_SUITE("tap_trust") {
         delete_topic(testbed().primary, b.topic);
     }
 
+    TEST_CASE("a_new_store_records_what_the_group_committed_but_the_source_deleted_as_lost") {
+        // Guards against a replaced store silently missing the offsets
+        // between the tap's last commit and the log start: they were never
+        // archived in any store the tap can still reach.
+        bench b;
+        create_topic(testbed().primary, b.topic, 1);
+        produce(b.topic, 0, 20);
+        delete_records(b.topic, 10);
+        commit_group("replicatord.tap." + b.name, b.topic, 5);
+        auto t = b.make();
+        REQUIRE_EVENTUALLY(30s, b.archived().end == 20);
+        t->stop();
+        CHECK(b.archived().start == 5);
+        CHECK(b.archived().records == 10);
+        auto s = b.file_store();
+        auto rep = verify_backup(*s, b.name, true);
+        REQUIRE(rep);
+        CHECK(rep.value().clean());
+        REQUIRE(rep.value().losses.size() == 1);
+        CHECK(rep.value().losses[0].from == 5);
+        CHECK(rep.value().losses[0].to == 10);
+        delete_topic(testbed().primary, b.topic);
+    }
+
     TEST_CASE("retention_overtaking_a_stopped_tap_is_recorded_counted_and_reported_as_lost") {
         // Guards against retention-deleted records becoming an ordinary gap
         // that verify accepts: the archive must mark them lost, the counter
