@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <system_error>
+#include <utility>
 
 namespace rpl::offsetsync {
 
@@ -92,15 +93,19 @@ Result<void> store::load() {
                                            ": run at dst " + std::to_string(r.r.dst_start) +
                                            " overlaps another run");
         // Every run is checked, but only the budget's worth stays in memory:
-        // partitions loaded earlier leave first.
-        if (inserted) pit->second.last_used = ++use_counter_;
+        // partitions loaded earlier leave first (keys come partition by
+        // partition, so a partition is complete when the next one starts).
+        if (inserted) {
+            trim(&pit->second);
+            pit->second.last_used = ++use_counter_;
+        }
         account(pit->second);
-        trim(&pit->second);
         ++count;
     }
     if (!it->status().ok())
         return fail(errc::io,
                     "offset store " + path_.string() + ": reading: " + it->status().ToString());
+    trim();
     log_.info("offset store " + path_.string() + ": loaded " + std::to_string(count) +
               " run(s) of " + std::to_string(parts_.size()) + " partition(s), " +
               std::to_string(loaded_partitions_locked()) + " kept in memory (" +
@@ -155,6 +160,7 @@ Result<void> store::record(std::string_view flow, std::string_view source_topic,
         return fail(errc::conflict, std::move(msg));
     }
     account(st);
+    st.recorded = true;
     if (!st.listed_dirty) {
         st.listed_dirty = true;
         dirty_.emplace_back(&it->first, &st);
@@ -226,8 +232,9 @@ Result<merge_result> store::apply(const run_record& r) {
         return w.error();
     }
     (void)runs.merge(r.r);
+    // No trim here: the runs topic interleaves partitions, so evicting during
+    // a catch-up would read a partition back for nearly every record.
     account(it->second);
-    trim(&it->second);
     return m;
 }
 
@@ -447,11 +454,15 @@ Result<void> store::read_partition(const partition_id& id, partition_state& st) 
 }
 
 void store::trim(const partition_state* keep) const {
-    if (memory_ <= memory_budget_) return;
+    // Partitions recorded into since the last call are spared this once.
     std::vector<partition_state*> candidates;
-    for (auto& [id, st] : parts_)
-        if (st.loaded && !st.listed_dirty && &st != keep && !st.runs.dirty())
+    const bool over = memory_ > memory_budget_;
+    for (auto& [id, st] : parts_) {
+        const bool recorded = std::exchange(st.recorded, false);
+        if (over && st.loaded && !recorded && !st.listed_dirty && &st != keep && !st.runs.dirty())
             candidates.push_back(&st);
+    }
+    if (!over) return;
     std::sort(candidates.begin(), candidates.end(),
               [](const auto* a, const auto* b) { return a->last_used < b->last_used; });
     // Down to three quarters, so that the next few loads do not sort again.

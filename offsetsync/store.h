@@ -15,9 +15,10 @@
 // so a partition's runs are contiguous and in dst_start order. One more kind
 // of key, starting with bytes ff ff (never a run key, whose version is 0):
 // how far a resumable catch-up has read a runs topic (catch_up.h).
-// Memory: at most the budget, or the largest single partition if that is
-// larger (a partition is loaded whole); a partition with unflushed runs
-// stays. Thread model: one mutex around everything. record()/flush() come
+// Memory: at most the budget plus the partitions being replicated (a
+// partition is loaded whole; one with deliveries since the last flush, or
+// with unflushed runs, stays). A catch-up (apply) keeps what it touched until
+// the next flush or load. Thread model: one mutex around everything. record()/flush() come
 // from the flow thread, translate() from any thread.
 #pragma once
 
@@ -153,6 +154,9 @@ private:
         partition_runs runs;  // empty while not loaded
         bool listed_dirty = false;
         bool loaded = true;
+        // record() since the last trim(): a partition being replicated stays
+        // in memory (evicting it would read it back at the next delivery).
+        bool recorded = false;
         uint64_t last_used = 0;  // store's use counter, for eviction
         size_t bytes = 0;        // runs.memory_bytes() as of the last use
     };

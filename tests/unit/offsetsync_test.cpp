@@ -847,7 +847,9 @@ TEST_CASE("the_store_keeps_memory_within_its_budget_and_reads_evicted_partitions
             for (int64_t i = 0; i < records; ++i)
                 REQUIRE(s.record("f", "t", p, "x.t", src_of(i), dst_of(i)));
             REQUIRE(s.flush("f"));
-            REQUIRE(s.memory_bytes() <= budget);
+            // The budget, plus the partition just replicated into (about
+            // 10 KiB): it stays until it has been idle for a flush.
+            REQUIRE(s.memory_bytes() <= budget + (16 << 10));
         }
         CHECK(s.loaded_partitions() < static_cast<size_t>(partitions));
         CHECK(s.partitions("f").size() == static_cast<size_t>(partitions));
