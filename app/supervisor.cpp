@@ -4,6 +4,7 @@
 #include "backup/store.h"
 #include "backup/tap.h"
 #include "checkpoint/failover.h"
+#include "offsetsync/catch_up.h"
 #include "offsetsync/store.h"
 #include "offsetsync/sync_topic.h"
 #include "replicator/flow.h"
@@ -78,6 +79,13 @@ public:
          const conf::tap_config* tc)
         : sup_(sup), cfg_(std::move(cfg)), fc_(fc), tc_(tc) {
         sup_.restarts_.Add(labels());  // 0 from the first scrape
+        // The unit's own series too, before its first start attempt.
+        if (fc_ != nullptr) {
+            replicator::declare_flow(sup_.mirror_metrics_, *fc_);
+            checkpoint::declare_flow(sup_.checkpoint_metrics_, fc_->name);
+        } else {
+            backup::declare_tap(sup_.tap_metrics_, *tc_);
+        }
     }
     ~unit() {
         request_stop();
@@ -398,14 +406,17 @@ Result<void> supervisor::catch_up_target(const conf::Config& cfg, const conf::fl
         !md)
         return fail(md.error().code, "cannot catch up the offset index from " + fc.target + ": " +
                                          md.error().message);
-    auto r =
-        offsetsync::catch_up(ep, *offsets_, std::chrono::seconds(60), log_.child("offsetsync"));
+    // Resumable: a catch-up cut short (stall, stop, restart) continues from
+    // the position it saved, and fails only when the topic stops answering.
+    auto r = offsetsync::resume_catch_up(ep, *offsets_, log_.child("offsetsync"));
     if (!r)
         return fail(r.error().code, "cannot catch up the offset index from " + fc.target + ": " +
                                         r.error().message);
-    log_.info("offset index caught up from " + fc.target + ": " +
-              std::to_string(r.value().applied) + " run(s) applied, " +
-              std::to_string(r.value().unchanged) + " already known");
+    log_.info("offset index caught up from " + fc.target + " (from offset " +
+              std::to_string(r.value().resumed_from) + " to " +
+              std::to_string(r.value().end_offset) +
+              "): " + std::to_string(r.value().applied.applied) + " run(s) applied, " +
+              std::to_string(r.value().applied.unchanged) + " already known");
     std::lock_guard lock(shared_mu_);
     caught_up_.insert(target->bootstrap);
     return ok();

@@ -1,5 +1,7 @@
 #include "backup/metrics.h"
 
+#include <limits>
+
 #include "kafka/metric_series.h"
 
 namespace rpl::backup {
@@ -113,6 +115,17 @@ void export_tap_series(tap_metric_families& m, const std::string& tap) {
         m.store_latency.Add({{"tap", tap}, {"op", op}}, store_latency_buckets());
     }
     for (const char* kind : tap_error_kinds) m.errors.Add({{"tap", tap}, {"kind", kind}});
+}
+
+void declare_tap(tap_metric_families& m, const conf::tap_config& cfg) {
+    export_tap_series(m, cfg.name);
+    const prometheus::Labels l{{"tap", cfg.name}};
+    const double inf = std::numeric_limits<double>::infinity();
+    m.rpo_target.Add(l).Set(cfg.rpo_target ? static_cast<double>(cfg.rpo_target->count()) / 1000.0
+                                           : inf);
+    m.rto_target.Add(l).Set(cfg.rto_target ? static_cast<double>(cfg.rto_target->count()) / 1000.0
+                                           : inf);
+    m.rpo.Add(l).Set(std::numeric_limits<double>::quiet_NaN());
 }
 
 void forget_tap(tap_metric_families& m, const std::string& tap) {

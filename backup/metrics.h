@@ -3,6 +3,8 @@
 // cardinality stays bounded by the number of taps.
 #pragma once
 
+#include "conf/config.h"
+
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -39,6 +41,10 @@ struct tap_metric_families {
 // Every series of one tap that dashboards and alerts read, at 0: a healthy
 // tap has data on every panel from the first scrape.
 void export_tap_series(tap_metric_families& m, const std::string& tap);
+// export_tap_series, and the series that depend on the tap's settings: the
+// RPO and RTO targets (+Inf when none: a target that cannot be missed) and
+// the RPO, NaN until the tap's meter knows it.
+void declare_tap(tap_metric_families& m, const conf::tap_config& cfg);
 
 // Registers the families; the app builds them once and every tap shares them.
 [[nodiscard]] tap_metric_families make_tap_metrics(prometheus::Registry& registry);

@@ -44,9 +44,6 @@ struct tap::partition_state {
     std::optional<segment_writer> writer;
     clock::time_point first_added{};
     int pending = 0;  // rolled segments not yet stored
-    // (observed at, high watermark) marks for the RPO estimate.
-    std::deque<std::pair<clock::time_point, int64_t>> marks;
-    clock::time_point safe_at = clock::now();
 };
 
 struct tap::pending_segment {
@@ -90,13 +87,7 @@ tap::tap(const conf::tap_config& cfg, tap_env env, std::unique_ptr<object_store>
       store_(std::move(store)) {
     status_.name = cfg_.name;
     if (env_.metrics != nullptr) {
-        auto& m = *env_.metrics;
-        const prometheus::Labels l{{"tap", cfg_.name}};
-        export_tap_series(m, cfg_.name);
-        if (cfg_.rpo_target)
-            m.rpo_target.Add(l).Set(static_cast<double>(cfg_.rpo_target->count()) / 1000.0);
-        if (cfg_.rto_target)
-            m.rto_target.Add(l).Set(static_cast<double>(cfg_.rto_target->count()) / 1000.0);
+        declare_tap(*env_.metrics, cfg_);
     }
 }
 
@@ -138,6 +129,10 @@ Result<void> tap::connect() {
                                          [](const kafka::delivery&) {}));
     source_client_.emplace(std::move(src));
     { RPL_TRY(kafka::fetch_metadata(source_client_->client(), 10s)); }
+    meter_ = std::make_unique<kafka::rpo_meter>(
+        source_client_->client(), log_.child("rpo"), 1s,
+        [this](const kafka::rpo_meter::figures& f) { publish_figures(f); });
+    meter_->start();
     RPL_TRY(rd, kafka::reader::create(source_, {}, log_.child("offsets")));
     offsets_client_.emplace(std::move(rd));
     const kafka::properties props{
@@ -281,6 +276,8 @@ Result<void> tap::place(partition_state& ps) {
     kafka::partition_list q{{ps.topic, ps.partition}};
     RPL_TRY(committed, consumer_->committed(q, 10s));
     const int64_t c = committed.empty() ? -1 : committed[0].offset;
+    const std::string committed_metadata =
+        committed.empty() ? std::string() : committed[0].metadata;
 
     const auto t0 = clock::now();
     char pbuf[16];
@@ -357,6 +354,11 @@ Result<void> tap::place(partition_state& ps) {
     }
     ps.next_offset = start;
     ps.archived_end = start;
+    // The RPO bound the last run committed holds for every position at or
+    // after its commit.
+    meter_->assign(
+        ps.topic, ps.partition, start,
+        c >= 0 && start >= c ? kafka::rpo_meter::restore_since(committed_metadata) : std::nullopt);
     log_.debug(name + " resumes at " + std::to_string(start) +
                (base != 0 ? " (archive offset " + std::to_string(start + base) + ")" : ""));
     return ok();
@@ -372,8 +374,12 @@ void tap::on_assign(const kafka::partition_list& parts) {
             ps.needs_seek = true;
             ps.archived_end = -2;  // unknown until placed
             ps.writer.reset();
-            ps.marks.clear();
-            ps.safe_at = clock::now();
+        }
+        // Primed partitions this member did not get belong to another.
+        if (!primed_.empty() && !parts.empty()) {
+            for (const auto& tp : parts) primed_.erase({tp.topic, tp.partition});
+            for (const auto& [topic, partition] : primed_) meter_->revoke(topic, partition);
+            primed_.clear();
         }
         log_.info("assigned " + std::to_string(parts.size()) + " partition(s)");
     } catch (...) {
@@ -425,7 +431,8 @@ void tap::on_revoke(const kafka::partition_list& parts) {
             ps.assigned = false;
             ps.needs_seek = false;
             ps.writer.reset();
-            ps.marks.clear();
+            // The meter is the tap's own: no I/O, safe inside the callback.
+            meter_->revoke(tp.topic, tp.partition);
         }
         log_.info("revoked " + std::to_string(parts.size()) + " partition(s)");
     } catch (...) {
@@ -600,8 +607,11 @@ void tap::finish_put(const Result<void>& r, double secs) {
                    std::to_string(s.bytes.size()) + " bytes)");
         // Durably stored: now, and only now, the group may move past it.
         if (ps.assigned && !ps.needs_seek && consumer_) {
-            if (auto c = consumer_->commit({{ps.topic, ps.partition, s.entry.end_offset - s.base}},
-                                           true);
+            const int64_t next = s.entry.end_offset - s.base;
+            if (auto c =
+                    consumer_->commit({{ps.topic, ps.partition, next,
+                                        meter_->commit_metadata(ps.topic, ps.partition, next)}},
+                                      true);
                 !c) {
                 count_error("commit");
                 log_.warn(c.error().message);
@@ -700,10 +710,14 @@ Result<void> tap::discover() {
         for (const auto& n : wanted)
             if (std::find(subscribed_.begin(), subscribed_.end(), n) == subscribed_.end())
                 log_.info("archiving " + n);
+        const bool first = subscribed_.empty();
         subscribed_ = wanted;
+        topics_known_.store(wanted.empty() ? 0 : 1);
+        if (first && !wanted.empty()) prime_meter();
         std::lock_guard lock(status_mu_);
         status_.topics = wanted;
     }
+    if (wanted.empty()) topics_known_.store(0);
     return ok();
 }
 
@@ -758,49 +772,65 @@ void tap::snapshot_groups() {
     log_.debug("stored group snapshot of " + std::to_string(s.groups.size()) + " group(s)");
 }
 
+void tap::prime_meter() {
+    // Before partitions are assigned and placed, the meter follows every
+    // partition of the archived topics from the group's commits, so that
+    // the figure starts from the truth after a restart (and during a store
+    // outage that keeps partitions from being placed).
+    auto md = kafka::fetch_metadata(source_client_->client(), 10s);
+    if (!md) return;
+    kafka::partition_list all;
+    for (const auto& name : subscribed_)
+        if (const auto* t = md.value().topic(name))
+            for (const auto& p : t->partitions) all.push_back({name, p.id});
+    auto committed = consumer_->committed(all, 10s);
+    if (!committed) return;
+    for (const auto& tp : committed.value()) {
+        primed_.emplace(tp.topic, tp.partition);
+        meter_->assign(tp.topic, tp.partition, tp.offset >= 0 ? tp.offset : -1,
+                       kafka::rpo_meter::restore_since(tp.metadata));
+    }
+}
+
+void tap::publish_figures(const kafka::rpo_meter::figures& f) {
+    // On the meter's thread, so the figure moves while the tap's own thread
+    // waits on a slow store. Until every partition has a figure the gauge
+    // says "unknown" (NaN); a tap with no topics has nothing at risk.
+    if (!f.complete && topics_known_.load() != 0) return;
+    if (env_.metrics != nullptr) {
+        const prometheus::Labels l{{"tap", cfg_.name}};
+        env_.metrics->rpo.Add(l).Set(f.rpo_seconds);
+        env_.metrics->lag.Add(l).Set(static_cast<double>(f.lag));
+    }
+    std::lock_guard lock(status_mu_);
+    status_.lag = f.lag;
+    status_.rpo_seconds = f.rpo_seconds;
+}
+
 void tap::update_metrics() {
     const auto now = clock::now();
-    std::chrono::duration<double> rpo{0};
-    int64_t total_lag = 0;
     kafka::partition_list query;
     std::vector<partition_state*> order;
     for (auto& [key, ps] : parts_) {
-        if (!ps->assigned) continue;
+        if (!ps->assigned || ps->needs_seek || ps->archived_end < 0) continue;
         query.push_back({ps->topic, ps->partition});
         order.push_back(ps.get());
     }
     const auto pos = consumer_->positions(query);
     for (std::size_t i = 0; i < order.size(); ++i) {
         auto& ps = *order[i];
-        int64_t low = 0, high = 0;
-        if (!consumer_->cached_watermarks(ps.topic, ps.partition, low, high)) continue;
         // Safe: durably archived. With nothing buffered or pending, whatever
         // the consumer skipped past (markers, aborted records) is safe too.
         int64_t safe = ps.archived_end;
-        if (!ps.writer && ps.pending == 0 && !ps.needs_seek && i < pos.size())
-            safe = std::max(safe, pos[i].offset);
-        if (safe < 0) safe = low;
-        total_lag += std::max<int64_t>(0, high - safe);
-        // RPO: the time we saw a high watermark that the archive now holds.
-        if (ps.marks.empty() || ps.marks.back().second < high) ps.marks.emplace_back(now, high);
-        while (!ps.marks.empty() && safe >= ps.marks.front().second) {
-            ps.safe_at = ps.marks.front().first;
-            ps.marks.pop_front();
-        }
-        if (ps.marks.empty()) ps.safe_at = now;
-        rpo = std::max<std::chrono::duration<double>>(rpo, now - ps.safe_at);
+        if (!ps.writer && ps.pending == 0 && i < pos.size()) safe = std::max(safe, pos[i].offset);
+        meter_->acknowledge(ps.topic, ps.partition, safe);
     }
     if (env_.metrics != nullptr) {
         const prometheus::Labels l{{"tap", cfg_.name}};
-        env_.metrics->rpo.Add(l).Set(rpo.count());
-        env_.metrics->lag.Add(l).Set(static_cast<double>(total_lag));
         env_.metrics->buffered_bytes.Add(l).Set(static_cast<double>(memory_bytes()));
         env_.metrics->last_segment_age.Add(l).Set(
             std::chrono::duration<double>(now - last_put_).count());
     }
-    std::lock_guard lock(status_mu_);
-    status_.lag = total_lag;
-    status_.rpo_seconds = rpo.count();
 }
 
 void tap::run() noexcept {
@@ -897,7 +927,10 @@ void tap::shutdown() noexcept {
             kafka::partition_list positions;
             for (auto& [key, ps] : parts_)
                 if (ps->assigned && !ps->needs_seek && ps->archived_end >= 0)
-                    positions.push_back({ps->topic, ps->partition, ps->archived_end});
+                    positions.push_back({ps->topic, ps->partition, ps->archived_end,
+                                         meter_ ? meter_->commit_metadata(ps->topic, ps->partition,
+                                                                          ps->archived_end)
+                                                : std::string()});
             if (auto r = consumer_->commit(positions, false); !r)
                 log_.warn("final commit: " + r.error().message);
             consumer_->close(5s);
@@ -911,7 +944,13 @@ void tap::shutdown() noexcept {
     pending_.clear();
     consumer_.reset();
     offsets_client_.reset();
-    source_client_.reset();
+    // A failed tap keeps its meter (and the handle it samples through) until
+    // it is destroyed: its RPO keeps growing while it waits to be restarted.
+    if (!failed) {
+        if (meter_) meter_->stop();
+        meter_.reset();
+        source_client_.reset();
+    }
     if (!failed) set_state(tap_state::stopped);
     log_.info(failed ? "stopped after failure" : "stopped");
 }

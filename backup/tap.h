@@ -44,6 +44,7 @@
 #include "kafka/consumer.h"
 #include "kafka/producer.h"
 #include "kafka/reader.h"
+#include "kafka/rpo_meter.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -54,6 +55,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 namespace rpl::backup {
@@ -141,6 +143,8 @@ private:
     void drop_pending(partition_state& ps);
     void apply_backpressure();
     void update_metrics();
+    void publish_figures(const kafka::rpo_meter::figures& f);
+    void prime_meter();
     void shutdown() noexcept;
     void set_state(tap_state s, std::string error = {});
     void count_error(const std::string& kind);
@@ -164,6 +168,11 @@ private:
     std::optional<kafka::producer> source_client_;  // metadata and admin on the source
     std::optional<kafka::reader> offsets_client_;   // log start and end of the source partitions
     std::optional<kafka::consumer> consumer_;       // group replicatord.tap.<name>
+    // RPO and lag from end offsets sampled on its own thread through
+    // source_client_'s handle (stopped before that handle goes).
+    std::unique_ptr<kafka::rpo_meter> meter_;
+    std::set<std::pair<std::string, int32_t>> primed_;  // followed before being placed
+    std::atomic<int> topics_known_{-1};                 // -1 before discovery, 0 none, 1 some
     // The put of pending_.front(), on a worker thread; waited for before the
     // pending segments, the store or the consumer go.
     std::future<Result<void>> upload_;

@@ -1,14 +1,24 @@
 #include "kafka/consumer.h"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace rpl::kafka {
 
 tpl_ptr to_tpl(const partition_list& parts) {
     tpl_ptr tpl = make_tpl(static_cast<int>(parts.size()));
-    for (const auto& p : parts)
-        rd_kafka_topic_partition_list_add(tpl.get(), p.topic.c_str(), p.partition)->offset =
-            p.offset;
+    for (const auto& p : parts) {
+        auto* e = rd_kafka_topic_partition_list_add(tpl.get(), p.topic.c_str(), p.partition);
+        e->offset = p.offset;
+        if (!p.metadata.empty()) {
+            // The list frees it with free(), librdkafka's allocator.
+            e->metadata = std::malloc(p.metadata.size());
+            if (e->metadata != nullptr) {
+                std::memcpy(e->metadata, p.metadata.data(), p.metadata.size());
+                e->metadata_size = p.metadata.size();
+            }
+        }
+    }
     return tpl;
 }
 
@@ -16,8 +26,13 @@ partition_list from_tpl(const rd_kafka_topic_partition_list_t* tpl) {
     partition_list out;
     if (tpl == nullptr) return out;
     out.reserve(static_cast<size_t>(tpl->cnt));
-    for (int i = 0; i < tpl->cnt; ++i)
-        out.push_back({tpl->elems[i].topic, tpl->elems[i].partition, tpl->elems[i].offset});
+    for (int i = 0; i < tpl->cnt; ++i) {
+        const auto& e = tpl->elems[i];
+        out.push_back({e.topic, e.partition, e.offset,
+                       e.metadata != nullptr && e.metadata_size > 0
+                           ? std::string(static_cast<const char*>(e.metadata), e.metadata_size)
+                           : std::string()});
+    }
     return out;
 }
 

@@ -23,6 +23,7 @@ struct topic_partition {
     std::string topic;
     int32_t partition = 0;
     int64_t offset = -1001;  // RD_KAFKA_OFFSET_INVALID unless set
+    std::string metadata;    // committed with the offset, and read back by committed()
     // clang-tidy reads the synthesised `<=> 0` of a defaulted comparison as
     // a null pointer constant when a caller compares two of these.
     auto operator<=>(const topic_partition&) const = default;  // NOLINT(modernize-use-nullptr)

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 namespace rpl::replicator {
 
@@ -29,14 +30,20 @@ struct flow::partition_state {
     int64_t acked_next = -1;      // every record below this is on the target
     int64_t committed_next = -1;  // what the group has committed on the source
     int64_t in_flight = 0;        // produced, no delivery report yet
-    bool broken = false;          // a delivery failed: ignore acks until the rewind
+    bool broken = false;          // a record failed: later acks are ignored until the rewind
+    int64_t fail_at = -1;         // the source offset that failed, while broken
+    // >= 0: records of this partition are dropped until the consumer has been
+    // moved here (a rewind of this partition, or records past the window).
+    int64_t seek_to = -1;
+    int attempts = 0;     // rewinds of this partition without an acknowledgement since
+    std::string failure;  // why the last one was needed
+    clock::time_point retry_at{};
     // False once a record was taken from the consumer and not produced: the
     // consumer's position is then past a record the target never got, and
     // must not be committed. A seek makes it true again.
     bool position_reliable = true;
-    // (observed at, high watermark) marks for the RPO estimate.
-    std::deque<std::pair<clock::time_point, int64_t>> marks;
-    clock::time_point safe_at = clock::now();
+    bool first_record_pending = false;  // the RPO meter wants its timestamp
+    bool first_gap_check = false;       // see explained()
     prometheus::Gauge* lag = nullptr;
 };
 
@@ -66,6 +73,19 @@ kafka::properties defaults_for(const kafka::endpoint& ep, kafka::properties defa
     return defaults;
 }
 constexpr int max_failures_without_progress = 20;
+// How long commits may fail before the flow reports that it cannot commit.
+constexpr auto commit_stall_after = 10s;
+// Attempts at one partition's record without an acknowledgement in between,
+// before the flow fails naming the record and the cause.
+// Retriable errors never get here (librdkafka retries them with no message
+// timeout); what does is a refusal (size, policy, authorization), so a few
+// attempts over about 7 s are enough to tell a passing one from a real one.
+constexpr int max_partition_attempts = 8;
+constexpr auto max_partition_backoff = 2s;
+// What the producer may send in one record: the broker's own default
+// socket.request.max.bytes (100 MiB), so the target broker judges the
+// record's size and not librdkafka's 1,000,000 default below it.
+constexpr const char* target_message_max_bytes = "100000000";
 
 bool is_permanent(rd_kafka_resp_err_t err) {
     switch (err) {
@@ -95,14 +115,7 @@ flow::flow(const conf::flow_config& cfg, flow_env env)
     status_.name = cfg_.name;
     if (env_.metrics != nullptr) {
         auto& m = *env_.metrics;
-        if (cfg_.rpo_target)
-            m.rpo_target.Add({{"flow", cfg_.name}})
-                .Set(static_cast<double>(cfg_.rpo_target->count()) / 1000.0);
-        if (cfg_.rto_target)
-            m.rto_target.Add({{"flow", cfg_.name}})
-                .Set(static_cast<double>(cfg_.rto_target->count()) / 1000.0);
-        m.up.Add({{"flow", cfg_.name}}).Set(0);
-        m.restarts.Add({{"flow", cfg_.name}});  // 0 until the first restart
+        declare_flow(m, cfg_);
         latency_histogram_ = &m.latency.Add({{"flow", cfg_.name}}, latency_buckets());
     }
 }
@@ -137,6 +150,10 @@ Result<void> flow::connect() {
                                          [](const kafka::delivery&) {}));
     source_producer_.emplace(std::move(src));
     { RPL_TRY(kafka::fetch_metadata(source_producer_->client(), 10s)); }
+    meter_ = std::make_unique<kafka::rpo_meter>(
+        source_producer_->client(), log_.child("rpo"), 1s,
+        [this](const kafka::rpo_meter::figures& f) { publish_figures(f); });
+    meter_->start();
 
     // Target side. No local message timeout: a target outage is waited out
     // inside librdkafka, never turned into a skipped record.
@@ -148,6 +165,7 @@ Result<void> flow::connect() {
                                   {"batch.size", "1000000"},
                                   {"queue.buffering.max.messages", "1000000"},
                                   {"queue.buffering.max.kbytes", "1048576"},
+                                  {"message.max.bytes", target_message_max_bytes},
                               });
     target_props["message.timeout.ms"] = "0";
     RPL_TRY(dst, kafka::producer::create(target_, target_props, log_.child("target"),
@@ -259,8 +277,9 @@ int64_t flow::commit_position(const partition_state& p, int64_t consumer_positio
     // Past transaction markers and aborted records, which the application
     // never sees, the consumer's own position is the truth once everything
     // read has been acknowledged.
-    if (p.position_reliable && p.in_flight == 0 && !p.broken && !rewind_needed_ &&
-        p.read_next == p.acked_next && consumer_position > p.acked_next && p.acked_next >= 0)
+    if (p.position_reliable && p.in_flight == 0 && !p.broken && p.seek_to == -1 &&
+        !rewind_needed_ && p.read_next == p.acked_next && consumer_position > p.acked_next &&
+        p.acked_next >= 0)
         return consumer_position;
     return p.acked_next;
 }
@@ -287,10 +306,13 @@ void flow::on_assign(const kafka::partition_list& parts) {
         auto& ps = part(tp.topic, tp.partition);
         ps.assigned = true;
         ps.broken = false;
+        ps.fail_at = -1;
+        ps.seek_to = -1;
+        ps.attempts = 0;
         ps.position_reliable = true;
         ps.read_next = ps.acked_next = ps.committed_next = -1;
-        ps.marks.clear();
-        ps.safe_at = clock::now();
+        ps.first_record_pending = true;
+        ps.first_gap_check = true;
         if (env_.metrics != nullptr && ps.lag == nullptr)
             ps.lag = &env_.metrics->lag.Add({{"flow", cfg_.name},
                                              {"topic", tp.topic},
@@ -299,14 +321,30 @@ void flow::on_assign(const kafka::partition_list& parts) {
     }
     // Where the group stands, so the uncommitted window is exact from the
     // first record on.
+    // The RPO bound the last run committed travels in the commit's metadata.
+    std::map<std::pair<std::string, int32_t>, std::string> metadata;
     if (auto committed = consumer_->committed(query, 10s)) {
         for (const auto& tp : committed.value()) {
             if (tp.offset < 0) continue;
             auto& ps = part(tp.topic, tp.partition);
             ps.read_next = ps.acked_next = ps.committed_next = tp.offset;
+            metadata[{tp.topic, tp.partition}] = tp.metadata;
         }
     } else {
         log_.warn("cannot read committed offsets on assignment: " + committed.error().message);
+    }
+    for (const auto& tp : parts) primed_.erase({tp.topic, tp.partition});
+    if (!primed_.empty() && !parts.empty()) {
+        // Primed partitions this member did not get belong to another.
+        for (const auto& [topic, partition] : primed_) meter_->revoke(topic, partition);
+        primed_.clear();
+    }
+    for (const auto& tp : parts) {
+        const auto& ps = part(tp.topic, tp.partition);
+        const auto it = metadata.find({tp.topic, tp.partition});
+        meter_->assign(
+            tp.topic, tp.partition, ps.acked_next,
+            it == metadata.end() ? std::nullopt : kafka::rpo_meter::restore_since(it->second));
     }
     if (paused_) (void)consumer_->pause(parts);
     log_.info("assigned " + std::to_string(parts.size()) + " partition(s)");
@@ -316,13 +354,23 @@ void flow::on_revoke(const kafka::partition_list& parts) {
     // Everything handed to the producer for these partitions must be
     // acknowledged and committed before another member takes them over.
     if (producer_) (void)producer_->flush(drain_deadline);
+    // This runs inside the consumer's poll, while records of these partitions
+    // may already sit in the batch being filled, not yet handed to the
+    // producer: the consumer's position is past them, so only what the target
+    // acknowledged may be committed. The batch loop then drops them.
+    std::set<std::pair<std::string, int32_t>> unhandled;
+    for (const auto& m : batch_)
+        if (!m.err()) unhandled.emplace(std::string(m.topic()), m.partition());
     kafka::partition_list positions;
     const auto cp = consumer_->positions(parts);
     for (size_t i = 0; i < parts.size(); ++i) {
         auto& ps = part(parts[i].topic, parts[i].partition);
-        const int64_t pos = commit_position(ps, i < cp.size() ? cp[i].offset : -1);
+        const bool pending = unhandled.count({parts[i].topic, parts[i].partition}) > 0;
+        const int64_t pos =
+            pending ? ps.acked_next : commit_position(ps, i < cp.size() ? cp[i].offset : -1);
         if (pos >= 0 && pos > ps.committed_next)
-            positions.push_back({parts[i].topic, parts[i].partition, pos});
+            positions.push_back({parts[i].topic, parts[i].partition, pos,
+                                 meter_->commit_metadata(parts[i].topic, parts[i].partition, pos)});
     }
     if (!persist_runs()) {
         log_.warn(
@@ -336,6 +384,7 @@ void flow::on_revoke(const kafka::partition_list& parts) {
     for (const auto& tp : parts) {
         auto& ps = part(tp.topic, tp.partition);
         ps.assigned = false;
+        meter_->revoke(tp.topic, tp.partition);
         if (ps.lag != nullptr && env_.metrics != nullptr) {
             env_.metrics->lag.Remove(ps.lag);
             ps.lag = nullptr;
@@ -354,18 +403,59 @@ void flow::on_committed(const kafka::partition_list& parts) {
 void flow::commit(bool sync) {
     kafka::partition_list positions;
     for (const auto& [ps, pos] : safe_positions(true)) {
+        meter_->acknowledge(ps->topic->name, ps->partition, pos);
         if (pos >= 0 && pos > ps->committed_next)
-            positions.push_back({ps->topic->name, ps->partition, pos});
+            positions.push_back({ps->topic->name, ps->partition, pos,
+                                 meter_->commit_metadata(ps->topic->name, ps->partition, pos)});
     }
-    if (positions.empty()) return;
-    if (!persist_runs()) return;
+    if (positions.empty()) {
+        commit_health({});
+        return;
+    }
+    if (!persist_runs()) {
+        commit_health("offset runs not acknowledged by " + target_.describe());
+        return;
+    }
     auto r = consumer_->commit(positions, !sync);
     if (!r) {
         count_error("commit");
         log_.warn(r.error().message);
+        commit_health(r.error().message);
         return;
     }
+    // An asynchronous commit's answer arrives later, in the commit callback.
+    const auto last = consumer_->last_commit_error();
+    commit_health(last != RD_KAFKA_RESP_ERR_NO_ERROR
+                      ? "commit to " + source_.describe() + ": " + rd_kafka_err2str(last)
+                      : std::string());
     if (sync) on_committed(positions);
+}
+
+void flow::commit_health(const std::string& problem) {
+    // A flow that copies but cannot commit is not healthy: its window fills,
+    // it pauses, and a restart would re-send everything since. Say so in its
+    // state (and so in /readyz) once it has lasted, and recover by itself.
+    const auto now = clock::now();
+    if (problem.empty()) {
+        commit_failing_since_.reset();
+        if (commit_stalled_) {
+            commit_stalled_ = false;
+            log_.info("commits go through again");
+            set_state(flow_state::running);
+        }
+        return;
+    }
+    if (!commit_failing_since_) commit_failing_since_ = now;
+    if (!commit_stalled_ && now - *commit_failing_since_ >= commit_stall_after) {
+        commit_stalled_ = true;
+        count_error("commit_stalled");
+        log_.error("no progress committed for " +
+                   std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                      now - *commit_failing_since_)
+                                      .count()) +
+                   " s: " + problem);
+        set_state(flow_state::backing_off, "cannot commit: " + problem);
+    }
 }
 
 bool flow::persist_runs() {
@@ -440,16 +530,31 @@ void flow::handle(kafka::message& m) {
         return;
     }
     partition_state* ps = find(m);
-    if (ps->read_next < 0) ps->read_next = ps->acked_next = ps->committed_next = m.offset();
+    // Records of a partition this flow no longer owns, or one being moved
+    // back to its last acknowledged record, are not sent: they come again.
+    if (!ps->assigned || ps->broken || ps->seek_to != -1) return;
+    // Offsets only go forward; one below the next expected is a stale copy
+    // from before a seek or a re-assignment. A gap forward is the broker's
+    // (compaction, transaction markers): every seek this flow makes is
+    // checked, and a failed one holds the partition until it succeeds.
+    if (ps->read_next >= 0 && m.offset() != ps->read_next && !explained(*ps, m.offset())) return;
+    if (ps->read_next < 0) {
+        ps->read_next = ps->acked_next = ps->committed_next = m.offset();
+        if (env_.offsets != nullptr) fresh_start(*ps, m.offset());
+    }
+    if (ps->first_record_pending) {
+        ps->first_record_pending = false;
+        meter_->first_record(ps->topic->name, ps->partition, m.offset(), m.timestamp());
+    }
     // Until it is produced, this record is taken but not sent.
     ps->position_reliable = false;
     topic_state& ts = *ps->topic;
     if (m.partition() >= ts.target_partitions) {
         // The source grew before discovery noticed: grow the target first.
         if (auto r = discover(); !r || m.partition() >= ts.target_partitions) {
-            log_.warn("target " + ts.target + " has no partition " + std::to_string(m.partition()) +
-                      " yet; will retry");
-            rewind_needed_ = true;
+            fail_partition(*ps, m.offset(),
+                           "target " + ts.target + " has no partition " +
+                               std::to_string(m.partition()) + " yet");
             return;
         }
     }
@@ -483,9 +588,9 @@ void flow::handle(kafka::message& m) {
     }
     if (err) {
         count_error("produce");
-        log_.warn("produce to " + ts.target + "/" + std::to_string(m.partition()) + ": " +
-                  rd_kafka_err2str(err));
-        rewind_needed_ = true;
+        fail_partition(*ps, offset,
+                       "produce to " + ts.target + "/" + std::to_string(m.partition()) + ": " +
+                           rd_kafka_err2str(err));
         return;
     }
     (void)m.release();  // owned by the delivery report now
@@ -502,10 +607,13 @@ void flow::on_delivery(const kafka::delivery& d) {
     --ps->in_flight;
     in_flight_bytes_ -= static_cast<int64_t>(m.value_size() + m.key_size());
     if (d.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (!ps->broken) {
+        // Past a failed record, acknowledgements say nothing about it.
+        if (!ps->broken || m.offset() < ps->fail_at) {
+            ps->attempts = 0;
             ps->acked_next = std::max(ps->acked_next, m.offset() + 1);
             // Records skipped after this one (provenance) are done too.
-            if (ps->in_flight == 0) ps->acked_next = std::max(ps->acked_next, ps->read_next);
+            if (ps->in_flight == 0 && !ps->broken)
+                ps->acked_next = std::max(ps->acked_next, ps->read_next);
         }
         if (env_.offsets != nullptr) record_run(*ps, m.offset(), d.offset);
         ++ps->topic->unreported_records;
@@ -524,17 +632,168 @@ void flow::on_delivery(const kafka::delivery& d) {
     if (d.err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || d.err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
         return;
     if (!ps->broken) {
-        log_.error("delivery to " + ps->topic->target + "/" + std::to_string(m.partition()) +
-                   " failed for source offset " + std::to_string(m.offset()) + ": " +
-                   rd_kafka_err2str(d.err) + "; rewinding to the last acknowledged offset");
         count_error(rd_kafka_err2name(d.err));
+        fail_partition(*ps, m.offset(),
+                       "delivery to " + ps->topic->target + "/" + std::to_string(m.partition()) +
+                           " failed for source offset " + std::to_string(m.offset()) + ": " +
+                           rd_kafka_err2str(d.err));
     }
-    ps->broken = true;
-    rewind_needed_ = true;
     if (is_permanent(d.err)) {
         set_state(flow_state::failed,
                   "target " + target_.describe() + ": " + rd_kafka_err2str(d.err));
         stop_requested_.store(true);
+    }
+}
+
+bool flow::explained(partition_state& ps, int64_t offset) {
+    // The consumer moved off the next expected offset. Backwards with the
+    // log still past the expected offset: a stale copy from before a seek or
+    // a re-assignment, dropped (false). Backwards with the log ending below
+    // it: the topic was deleted and created again (or truncated), and its
+    // records are new data. Forwards past a log start that moved beyond the
+    // expected offset: retention or DeleteRecords removed records this flow
+    // never copied (with auto.offset.reset=earliest the consumer jumped
+    // silently). Any other forward gap is the broker's own (compaction,
+    // transaction markers).
+    const std::string where = ps.topic->name + "/" + std::to_string(ps.partition);
+    const int64_t at = ps.read_next;
+    int64_t low = -1, high = -1;
+    const bool cached = consumer_->cached_watermarks(ps.topic->name, ps.partition, low, high);
+    // The first move after an assignment is worth one request: the cached
+    // watermarks may predate it.
+    if (ps.first_gap_check) {
+        ps.first_gap_check = false;
+        auto r = kafka::list_offset_ranges(source_producer_->client(),
+                                           {{ps.topic->name, ps.partition}}, 10s);
+        if (r && !r.value().empty() && r.value()[0].start >= 0) {
+            low = std::max(low, r.value()[0].start);
+            high = r.value()[0].end;
+        }
+    } else if (!cached) {
+        low = high = -1;
+    }
+    low = std::max(low, meter_->log_start(ps.topic->name, ps.partition));
+    if (offset < at) {
+        if (high < 0 || high >= at) return false;
+        log_.error("source " + where + " ends at offset " + std::to_string(high) +
+                   ", below offset " + std::to_string(at) +
+                   " already mirrored: the topic was recreated or truncated; its records from "
+                   "offset " +
+                   std::to_string(offset) + " are mirrored as new data");
+        count_error("source_truncated");
+        ps.read_next = ps.acked_next = ps.committed_next = offset;
+        meter_->assign(ps.topic->name, ps.partition, offset, std::nullopt);
+        return true;
+    }
+    if (low > at) {
+        const int64_t gone = std::min(low, offset) - at;
+        log_.error("retention overtook the flow on " + where + ": offsets " + std::to_string(at) +
+                   " to " + std::to_string(at + gone - 1) +
+                   " were deleted at the source before they were copied (" + std::to_string(gone) +
+                   " offsets lost); going on from offset " + std::to_string(offset));
+        if (env_.metrics != nullptr)
+            env_.metrics->records_lost_to_retention.Add({{"flow", cfg_.name}})
+                .Increment(static_cast<double>(gone));
+    }
+    return true;
+}
+
+void flow::fresh_start(partition_state& ps, int64_t offset) {
+    // The group has no position for this partition, yet the offset index
+    // says records past `offset` were mirrored. Deleting a topic deletes its
+    // group offsets: if the source log now ends below what was mirrored,
+    // the topic was recreated, its offsets restart, and the old runs would
+    // translate the new records' offsets into the old ones' places.
+    auto ends = env_.offsets->end_offsets(cfg_.name, ps.topic->name, ps.partition);
+    if (!ends || ends.value().src_end <= offset) return;
+    const std::string where = ps.topic->name + "/" + std::to_string(ps.partition);
+    auto ranges = kafka::list_offset_ranges(source_producer_->client(),
+                                            {{ps.topic->name, ps.partition}}, 10s);
+    if (!ranges || ranges.value().empty() || ranges.value()[0].end < 0) return;
+    const int64_t end = ranges.value()[0].end;
+    if (end >= ends.value().src_end) {
+        log_.warn("group replicatord." + cfg_.name + " has no position on " + where + " but " +
+                  "offsets up to " + std::to_string(ends.value().src_end - 1) +
+                  " were mirrored (group offsets expired or deleted?); copying again from offset " +
+                  std::to_string(offset));
+        return;
+    }
+    log_.error("source " + where + " ends at offset " + std::to_string(end) + ", below offset " +
+               std::to_string(ends.value().src_end) +
+               " already mirrored: the topic was recreated or truncated; its records from offset " +
+               std::to_string(offset) + " are mirrored as new data");
+    count_error("source_truncated");
+    auto dropped = env_.offsets->forget(cfg_.name, ps.topic->name, ps.partition);
+    if (dropped && runs_ && !dropped.value().empty()) {
+        if (auto t = runs_->retract(dropped.value()); !t)
+            log_.warn("retracting the old topic's runs: " + t.error().message);
+    }
+}
+
+void flow::fail_partition(partition_state& ps, int64_t offset, const std::string& cause) {
+    if (!ps.broken) {
+        ps.broken = true;
+        ps.fail_at = offset;
+        ps.failure = cause;
+        ps.retry_at = clock::now() +
+                      std::min<std::chrono::milliseconds>(
+                          100ms * (int64_t{1} << std::min(ps.attempts, 7)), max_partition_backoff);
+        log_.error(cause + "; resending " + ps.topic->name + "/" + std::to_string(ps.partition) +
+                   " from source offset " + std::to_string(ps.acked_next) + " (attempt " +
+                   std::to_string(ps.attempts + 1) + " of " +
+                   std::to_string(max_partition_attempts) + ")");
+    } else {
+        ps.fail_at = std::min(ps.fail_at, offset);
+    }
+    ps.position_reliable = false;
+}
+
+void flow::recover_partitions() {
+    // One partition's failure is that partition's: the others keep flowing.
+    // A broken partition waits until nothing of it is in flight, then reads
+    // again from its last acknowledged record, after a backoff of its own.
+    const auto now = clock::now();
+    kafka::partition_list seeks;
+    std::vector<partition_state*> moving;
+    for (auto& [name, ts] : topics_) {
+        for (auto& ps : ts->parts) {
+            if (!ps || !ps->assigned) continue;
+            if (ps->broken && ps->in_flight == 0 && now >= ps->retry_at) {
+                if (++ps->attempts >= max_partition_attempts) {
+                    const std::string why =
+                        "gave up on " + name + "/" + std::to_string(ps->partition) +
+                        " at source offset " + std::to_string(ps->fail_at) + " after " +
+                        std::to_string(ps->attempts) + " attempts: " + ps->failure;
+                    log_.error(why);
+                    count_error("partition_failed");
+                    set_state(flow_state::failed, why);
+                    stop_requested_.store(true);
+                    return;
+                }
+                ps->broken = false;
+                ps->fail_at = -1;
+                ps->seek_to = ps->acked_next;
+                if (env_.metrics != nullptr)
+                    env_.metrics->restarts.Add({{"flow", cfg_.name}}).Increment();
+            }
+            if (ps->seek_to != -1 && !ps->broken && now >= ps->retry_at) {
+                seeks.push_back({name, ps->partition, ps->seek_to});
+                moving.push_back(ps.get());
+            }
+        }
+    }
+    if (seeks.empty()) return;
+    if (auto r = consumer_->seek(seeks, 10s); !r) {
+        // Held until a seek succeeds: reading on would pass records the
+        // target never got.
+        count_error("seek");
+        log_.warn("seek: " + r.error().message + "; trying again");
+        return;
+    }
+    for (auto* ps : moving) {
+        if (ps->seek_to >= 0) ps->read_next = ps->seek_to;
+        ps->seek_to = -1;
+        ps->position_reliable = true;
     }
 }
 
@@ -554,7 +813,8 @@ void flow::rewind() {
                                           {"linger.ms", "5"},
                                           {"batch.size", "1000000"},
                                           {"batch.num.messages", "10000"},
-                                          {"queue.buffering.max.kbytes", "1048576"}},
+                                          {"queue.buffering.max.kbytes", "1048576"},
+                                          {"message.max.bytes", target_message_max_bytes}},
                                          log_.child("target"),
                                          [this](const kafka::delivery& d) { on_delivery(d); });
         if (!r) {
@@ -573,13 +833,22 @@ void flow::rewind() {
         for (auto& ps : ts->parts) {
             if (!ps || !ps->assigned) continue;
             ps->broken = false;
+            ps->fail_at = -1;
             if (ps->acked_next < 0) continue;
             ps->read_next = ps->acked_next;
             ps->position_reliable = true;
             positions.push_back({name, ps->partition, ps->acked_next});
         }
     }
-    if (auto r = consumer_->seek(positions, 10s); !r) log_.warn(r.error().message);
+    if (auto r = consumer_->seek(positions, 10s); !r) {
+        // Reading on would pass records the target never got.
+        log_.warn("rewind: " + r.error().message + "; trying again");
+        count_error("seek");
+        rewind_needed_ = true;
+    }
+    for (auto& [name, ts] : topics_)
+        for (auto& ps : ts->parts)
+            if (ps) ps->seek_to = -1;
     if (++failures_without_progress_ >= max_failures_without_progress) {
         set_state(flow_state::failed, "gave up after " +
                                           std::to_string(failures_without_progress_) +
@@ -713,12 +982,14 @@ Result<void> flow::discover() {
         if (env_.metrics != nullptr)
             env_.metrics->topics_deleted.Add({{"flow", cfg_.name}}).Increment();
     }
+    if (wanted.empty()) topics_known_.store(0);
     if (wanted != subscribed_) {
         RPL_TRY(consumer_->subscribe(wanted));
         for (const auto& n : wanted)
             if (std::find(subscribed_.begin(), subscribed_.end(), n) == subscribed_.end())
                 log_.info("mirroring " + n + " -> " + policy_.target_topic(n));
         subscribed_ = wanted;
+        topics_known_.store(wanted.empty() ? 0 : 1);
         std::lock_guard lock(status_mu_);
         status_.topics = wanted;
     }
@@ -774,8 +1045,11 @@ void flow::prune_runs() {
     for (auto& [name, ts] : topics_) {
         for (auto& ps : ts->parts) {
             if (!ps || !ps->assigned) continue;
-            int64_t low = 0, high = 0;
-            if (!consumer_->cached_watermarks(name, ps->partition, low, high) || low <= 0) continue;
+            // From the meter's samples: fresh while the partition is paused,
+            // unlike the fetch path's cached watermarks. A log start of 0
+            // still prunes runs whose records were all copied again later.
+            const int64_t low = meter_->log_start(name, ps->partition);
+            if (low < 0) continue;
             auto r = env_.offsets->prune(cfg_.name, name, ps->partition, low);
             if (!r) {
                 log_.warn(r.error().message);
@@ -809,26 +1083,50 @@ void flow::heartbeat() {
     if (env_.metrics != nullptr) env_.metrics->heartbeats.Add({{"flow", cfg_.name}}).Increment();
 }
 
+void flow::prime_meter() {
+    // Before the group hands out partitions (a join takes seconds), the
+    // meter already follows every partition of the subscribed topics from
+    // the group's commits, so the figure starts from the truth after a
+    // restart. The first assignment replaces this.
+    auto md = kafka::fetch_metadata(source_producer_->client(), 10s);
+    if (!md) return;
+    kafka::partition_list all;
+    for (const auto& name : subscribed_)
+        if (const auto* t = md.value().topic(name))
+            for (const auto& p : t->partitions) all.push_back({name, p.id});
+    auto committed = consumer_->committed(all, 10s);
+    if (!committed) return;
+    for (const auto& tp : committed.value()) {
+        if (primed_.count({tp.topic, tp.partition}) > 0) continue;
+        primed_.emplace(tp.topic, tp.partition);
+        meter_->assign(tp.topic, tp.partition, tp.offset >= 0 ? tp.offset : -1,
+                       kafka::rpo_meter::restore_since(tp.metadata));
+    }
+}
+
+void flow::publish_figures(const kafka::rpo_meter::figures& f) {
+    // Until every followed partition has a figure the gauge keeps saying
+    // "unknown" (NaN); a flow with no topics has nothing at risk.
+    if (!f.complete && topics_known_.load() != 0) return;
+    // On the meter's thread: the figure keeps moving while this flow's own
+    // thread is busy, blocked or gone.
+    if (env_.metrics != nullptr) env_.metrics->rpo.Add({{"flow", cfg_.name}}).Set(f.rpo_seconds);
+    std::lock_guard lock(status_mu_);
+    status_.lag = f.lag;
+    status_.rpo_seconds = f.rpo_seconds;
+}
+
 void flow::update_metrics() {
-    const auto now = clock::now();
-    std::chrono::duration<double> rpo{0};
-    int64_t total_lag = 0;
-    for (const auto& [ps, safe] : safe_positions(true)) {
-        int64_t low = 0, high = 0;
-        if (!consumer_->cached_watermarks(ps->topic->name, ps->partition, low, high)) continue;
-        // Lag as kafka-consumer-groups shows it: high watermark minus committed.
-        const int64_t committed = ps->committed_next >= 0 ? ps->committed_next : low;
-        const int64_t lag = std::max<int64_t>(0, high - committed);
-        total_lag += lag;
-        if (ps->lag != nullptr) ps->lag->Set(static_cast<double>(lag));
-        // RPO: the time we saw a high watermark that the target now holds.
-        if (ps->marks.empty() || ps->marks.back().second < high) ps->marks.emplace_back(now, high);
-        while (!ps->marks.empty() && safe >= ps->marks.front().second) {
-            ps->safe_at = ps->marks.front().first;
-            ps->marks.pop_front();
-        }
-        if (ps->marks.empty()) ps->safe_at = now;
-        rpo = std::max<std::chrono::duration<double>>(rpo, now - ps->safe_at);
+    // Acknowledged positions reach the meter at least once a second.
+    const auto f = meter_->compute();
+    for (const auto& [ps, safe] : safe_positions(true))
+        meter_->acknowledge(ps->topic->name, ps->partition, safe);
+    for (const auto& pf : f.partitions) {
+        auto it = topics_.find(pf.topic);
+        if (it == topics_.end() || static_cast<size_t>(pf.partition) >= it->second->parts.size())
+            continue;
+        const auto& ps = it->second->parts[static_cast<size_t>(pf.partition)];
+        if (ps && ps->lag != nullptr) ps->lag->Set(static_cast<double>(pf.lag));
     }
     for (auto& [name, ts] : topics_) {
         if (ts->records != nullptr && ts->unreported_records > 0) {
@@ -839,23 +1137,31 @@ void flow::update_metrics() {
     }
     if (latency_histogram_ != nullptr) latency_.flush_into(*latency_histogram_);
     if (env_.metrics != nullptr) {
-        env_.metrics->rpo.Add({{"flow", cfg_.name}}).Set(rpo.count());
         env_.metrics->in_flight_records.Add({{"flow", cfg_.name}})
             .Set(static_cast<double>(window_records_));
         env_.metrics->in_flight_bytes.Add({{"flow", cfg_.name}})
             .Set(static_cast<double>(in_flight_bytes_));
     }
-    std::lock_guard lock(status_mu_);
-    status_.lag = total_lag;
-    status_.rpo_seconds = rpo.count();
 }
 
 void flow::run() noexcept {
     set_state(flow_state::running);
     log_.info("running: group replicatord." + cfg_.name + ", naming " +
               (cfg_.naming == conf::naming_policy::prefix ? "prefix" : "identity"));
-    std::vector<kafka::message> batch;
-    batch.reserve(10000);
+    try {
+        loop();
+    } catch (const std::exception& e) {
+        // A bug or an exhausted resource fails this flow, not the daemon.
+        count_error("exception");
+        log_.error(std::string("failed: ") + e.what());
+        set_state(flow_state::failed, std::string("internal error: ") + e.what());
+    }
+    batch_.clear();
+    shutdown();
+}
+
+void flow::loop() {
+    batch_.reserve(10000);
     const auto max_records = static_cast<int64_t>(cfg_.max_in_flight_records);
     const auto max_bytes = static_cast<int64_t>(cfg_.max_in_flight_bytes);
     while (!stop_requested_.load()) {
@@ -866,7 +1172,10 @@ void flow::run() noexcept {
         }
         if (now >= next_refresh_) {
             next_refresh_ = now + cfg_.refresh_interval;
-            if (auto r = discover(); !r) {
+            const bool first = subscribed_.empty();
+            auto r = discover();
+            if (first && !subscribed_.empty() && consumer_->assignment().empty()) prime_meter();
+            if (!r) {
                 if (r.error().code == errc::conflict) {
                     log_.error(r.error().message);
                     set_state(flow_state::failed, r.error().message);
@@ -894,39 +1203,31 @@ void flow::run() noexcept {
             (void)consumer_->resume(consumer_->assignment());
         }
 
-        batch.clear();
+        batch_.clear();
         const size_t capacity =
             static_cast<size_t>(std::clamp<int64_t>(max_records - window_records_, 0, 10000));
-        consumer_->poll(batch, std::max<size_t>(capacity, 1), 100ms);
-        kafka::partition_list unread;  // records past the window go back
-        for (auto& m : batch) {
+        consumer_->poll(batch_, std::max<size_t>(capacity, 1), 100ms);
+        for (auto& m : batch_) {
             if (rewind_needed_ || stop_requested_.load()) {
                 // Taken from the consumer, never produced: see position_reliable.
                 if (!m.err()) find(m)->position_reliable = false;
                 continue;
             }
             if (!m.err() && window_records_ >= max_records) {
-                if (std::none_of(unread.begin(), unread.end(), [&](const auto& tp) {
-                        return tp.topic == m.topic() && tp.partition == m.partition();
-                    }))
-                    unread.push_back({std::string(m.topic()), m.partition(), m.offset()});
+                auto* ps = find(m);
+                // The first record not sent is where this partition goes on.
+                if (ps->assigned && !ps->broken && ps->seek_to == -1 && m.offset() >= ps->read_next)
+                    ps->seek_to = m.offset();
                 continue;
             }
             handle(m);
         }
-        if (!unread.empty()) {
-            if (consumer_->seek(unread, 10s)) {
-                for (const auto& tp : unread) part(tp.topic, tp.partition).position_reliable = true;
-            } else {
-                for (const auto& tp : unread)
-                    part(tp.topic, tp.partition).position_reliable = false;
-            }
-        }
+        batch_.clear();
         producer_->poll(0ms);
+        recover_partitions();
         source_producer_->poll(0ms);
         if (!rewind_needed_ && !producer_->fatal_error().empty()) rewind_needed_ = true;
         if (rewind_needed_ && !stop_requested_.load()) {
-            batch.clear();
             rewind();
             continue;
         }
@@ -947,8 +1248,6 @@ void flow::run() noexcept {
             update_metrics();
         }
     }
-    batch.clear();
-    shutdown();
 }
 
 void flow::shutdown() noexcept {
@@ -968,7 +1267,14 @@ void flow::shutdown() noexcept {
     if (source_producer_) (void)source_producer_->flush(500ms);
     consumer_.reset();
     producer_.reset();
-    source_producer_.reset();
+    // A failed flow keeps its meter (and the handle it samples through) until
+    // it is destroyed: nothing is acknowledged any more, so its RPO keeps
+    // growing while it waits to be restarted instead of freezing.
+    if (!failed) {
+        if (meter_) meter_->stop();
+        meter_.reset();
+        source_producer_.reset();
+    }
     runs_.reset();
     if (!failed) set_state(flow_state::stopped);
     log_.info(failed ? "stopped after failure" : "stopped");

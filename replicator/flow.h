@@ -26,6 +26,7 @@
 #include "kafka/admin.h"
 #include "kafka/consumer.h"
 #include "kafka/producer.h"
+#include "kafka/rpo_meter.h"
 #include "offsetsync/store.h"
 #include "offsetsync/sync_topic.h"
 #include "replicator/metrics.h"
@@ -88,6 +89,7 @@ private:
     struct topic_state;
 
     void run() noexcept;
+    void loop();
     [[nodiscard]] Result<void> connect();
     [[nodiscard]] Result<void> discover();
     [[nodiscard]] Result<void> ensure_target(topic_state& t, int source_partitions,
@@ -104,12 +106,25 @@ private:
     void on_revoke(const kafka::partition_list& parts);
     void on_committed(const kafka::partition_list& parts);
     void commit(bool sync);
+    // "" after a commit that went through, else what stopped it.
+    void commit_health(const std::string& problem);
     // Writes the runs recorded since the last call to RocksDB and the runs
     // topic and waits for the topic's acknowledgement. False: do not commit.
     [[nodiscard]] bool persist_runs();
     void rewind();
+    // A record of this partition was not taken by the target: hold the
+    // partition, and resend it from its last acknowledged record.
+    void fail_partition(partition_state& ps, int64_t offset, const std::string& cause);
+    void recover_partitions();
+    // Whether a record at `offset`, not the next one expected, is to be
+    // handled; says what retention or a recreated topic did.
+    [[nodiscard]] bool explained(partition_state& ps, int64_t offset);
+    // The first record of a partition the group has no position for.
+    void fresh_start(partition_state& ps, int64_t offset);
     void update_window();
     void update_metrics();
+    void publish_figures(const kafka::rpo_meter::figures& f);
+    void prime_meter();
     void shutdown() noexcept;
     void set_state(flow_state s, std::string error = {});
     void count_error(const std::string& kind);
@@ -138,14 +153,26 @@ private:
     std::optional<kafka::producer> source_producer_;  // heartbeats, source admin and metadata
     std::optional<kafka::producer> producer_;         // the target
     std::optional<kafka::consumer> consumer_;         // the source, group replicatord.<flow>
+    // RPO and lag from end offsets sampled on its own thread through
+    // source_producer_'s handle: stopped before that handle goes. It outlives
+    // a failed run so the figure keeps growing until the flow runs again.
+    std::unique_ptr<kafka::rpo_meter> meter_;
 
+    // The batch being polled and handled; on_revoke looks into it.
+    std::vector<kafka::message> batch_;
     std::vector<std::string> subscribed_;
+    // -1 before the first discovery, then 0 when no topic matches, 1 when some
+    // do (read by the meter's thread).
+    std::atomic<int> topics_known_{-1};
+    std::set<std::pair<std::string, int32_t>> primed_;  // followed by the meter, not yet assigned
     bool rewind_needed_ = false;
     bool paused_ = false;
     int64_t window_records_ = 0;   // read and not committed, summed over partitions
     int64_t in_flight_bytes_ = 0;  // read and not acknowledged
     std::chrono::milliseconds backoff_{100};
     int failures_without_progress_ = 0;
+    std::optional<std::chrono::steady_clock::time_point> commit_failing_since_;
+    bool commit_stalled_ = false;
     std::chrono::steady_clock::time_point next_refresh_{};
     std::chrono::steady_clock::time_point next_config_sync_{};
     std::chrono::steady_clock::time_point next_heartbeat_{};

@@ -3,6 +3,7 @@
 #include "kafka/metric_series.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace rpl::replicator {
 
@@ -97,12 +98,42 @@ mirror_metric_families make_mirror_metrics(prometheus::Registry& r) {
             .Name("replicatord_records_filtered_total")
             .Help("Records not sent because their provenance header names the target cluster")
             .Register(r),
+        // Shared by name with the taps' series ({tap}): the registry merges them.
+        BuildCounter()
+            .Name("replicatord_records_lost_to_retention_total")
+            .Help("Records the source deleted (retention, or a recreated topic) before they were "
+                  "copied or archived")
+            .Register(r),
     };
+}
+
+void declare_flow(mirror_metric_families& m, const conf::flow_config& cfg) {
+    const prometheus::Labels l{{"flow", cfg.name}};
+    // No target is a target that cannot be missed.
+    const double inf = std::numeric_limits<double>::infinity();
+    m.rpo_target.Add(l).Set(cfg.rpo_target ? static_cast<double>(cfg.rpo_target->count()) / 1000.0
+                                           : inf);
+    m.rto_target.Add(l).Set(cfg.rto_target ? static_cast<double>(cfg.rto_target->count()) / 1000.0
+                                           : inf);
+    m.up.Add(l).Set(0);
+    // Unknown until the flow's meter has its first figure: not a reassuring 0.
+    m.rpo.Add(l).Set(std::numeric_limits<double>::quiet_NaN());
+    m.restarts.Add(l);
+    m.heartbeats.Add(l);
+    m.topics_created.Add(l);
+    m.topics_deleted.Add(l);
+    m.records_lost_to_retention.Add(l);
+    m.in_flight_records.Add(l).Set(0);
+    m.in_flight_bytes.Add(l).Set(0);
+    m.latency.Add(l, latency_buckets());
+    for (const char* kind : {"commit", "consume", "produce", "discovery", "offset_runs",
+                             "config_sync", "heartbeat", "conflict", "authorization", "seek"})
+        m.errors.Add({{"flow", cfg.name}, {"kind", kind}});
 }
 
 void forget_flow(mirror_metric_families& m, const std::string& flow) {
     for (auto* f : {&m.records, &m.bytes, &m.topics_created, &m.topics_deleted, &m.errors,
-                    &m.restarts, &m.heartbeats, &m.filtered})
+                    &m.restarts, &m.heartbeats, &m.filtered, &m.records_lost_to_retention})
         remove_series(*f, "flow", flow);
     for (auto* f : {&m.lag, &m.rpo, &m.rpo_target, &m.rto_target, &m.in_flight_records,
                     &m.in_flight_bytes, &m.up})

@@ -3,6 +3,8 @@
 // cardinality stays bounded by the number of mirrored partitions.
 #pragma once
 
+#include "conf/config.h"
+
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -33,10 +35,16 @@ struct mirror_metric_families {
     // Records read and deliberately not sent: under identity naming, those
     // whose provenance header names the target (loop prevention).
     prometheus::Family<prometheus::Counter>& filtered;  // {flow, topic}
+    // Records the source deleted (retention) before the flow copied them.
+    prometheus::Family<prometheus::Counter>& records_lost_to_retention;  // {flow}
 };
 
 // Registers the families; the app builds them once and every flow shares them.
 [[nodiscard]] mirror_metric_families make_mirror_metrics(prometheus::Registry& registry);
+// Every series of one flow that a dashboard or alert reads, at its initial
+// value (0, NaN for an RPO not yet known, +Inf for no target), so that they
+// are in the first scrape: "No data" on a panel must mean a problem.
+void declare_flow(mirror_metric_families& m, const conf::flow_config& cfg);
 // Drops every series of a flow that was removed (after it stopped).
 void forget_flow(mirror_metric_families& m, const std::string& flow);
 

@@ -464,19 +464,28 @@ TEST_CASE("mirror_stops_cleanly_on_sigterm_and_resumes_without_duplicates") {
     CHECK(d->wait(15s) == std::optional<int>(0));
 }
 
-TEST_CASE("mirror_refuses_an_unreachable_target_with_exit_code_3") {
-    // Guards against a daemon that starts "fine" and mirrors nothing.
+TEST_CASE("mirror_with_an_unreachable_target_is_not_ready_and_names_the_cluster_and_bootstrap") {
+    // Guards against a daemon that starts "fine" and mirrors nothing: since
+    // issue 16 the daemon runs whatever can run, and the flow that cannot is
+    // named, with the cluster and address, in /readyz and /status.
     const auto& b = testbed();
-    std::string cfg =
-        "[daemon]\nstate_dir = \"" + temp_dir() + "/unreach\"\nadmin_listen = \"127.0.0.1:0\"\n";
+    const std::string name = unique("unreach");
+    std::string cfg = "[daemon]\nstate_dir = \"" + temp_dir() + "/" + unique("unreach") +
+                      "\"\nadmin_listen = \"127.0.0.1:0\"\n";
     cfg += "[clusters.primary]\nbootstrap = \"" + b.primary + "\"\n";
     cfg += "[clusters.dr]\nbootstrap = \"127.0.0.1:39998\"\n";
-    cfg += "[[flow]]\nsource = \"primary\"\ntarget = \"dr\"\n";
-    const auto r =
-        run({REPLICATORD_BIN, "--config", write_file(unique("unreach") + ".toml", cfg)}, 30s);
-    CHECK(r.exit_code == 3);
-    CHECK(r.err.find("127.0.0.1:39998") != std::string::npos);
-    CHECK(r.err.find("dr") != std::string::npos);
+    cfg += "[[flow]]\nname = \"" + name + "\"\nsource = \"primary\"\ntarget = \"dr\"\n";
+    auto d = start(cfg, "unreach");
+    REQUIRE_EVENTUALLY(30s, d->admin_port() > 0);
+    const int port = d->admin_port();
+    REQUIRE_EVENTUALLY(
+        60s, http_get(port, "/readyz").find("flow " + name + " is failed") != std::string::npos);
+    const std::string why = http_get(port, "/readyz");
+    CHECK(why.find("127.0.0.1:39998") != std::string::npos);
+    CHECK(http_get(port, "/status").find("127.0.0.1:39998") != std::string::npos);
+    CHECK(d->running());
+    d->signal(SIGTERM);
+    CHECK(d->wait(30s).has_value());
 }
 
 TEST_CASE("mirror_refuses_a_target_topic_with_fewer_partitions_and_other_flows_run") {

@@ -452,9 +452,11 @@ TEST_SUITE("tap") {
         round_trip("file://" + dir.string(), *store.value(), unique("rt-file"), "");
     }
 
-    TEST_CASE("tap_creates_its_file_root_but_refuses_a_missing_bucket") {
+    TEST_CASE("tap_creates_its_file_root_and_names_a_missing_bucket_in_readyz_and_the_log") {
         // The embedded default needs no set-up; an S3 bucket that does not
-        // exist must stop the start-up with its name, not archive nowhere.
+        // exist must be named, not archived into nowhere. Since issue 16 one
+        // failing store no longer stops the daemon: the tap is reported not
+        // ready (and retried) while everything else runs.
         const auto root = fs::path(temp_dir()) / unique("new-root") / "archive";
         const std::string bk = unique("newroot");
         auto d =
@@ -465,16 +467,21 @@ TEST_SUITE("tap") {
         REQUIRE(d->wait(30s).has_value());
 
         const std::string bucket = unique("no-such-bucket");
+        const std::string tap = unique("nobucket");
         const auto& b = testbed();
         const std::string url =
             "s3://" + bucket + "/x?region=us-east-1&endpoint=" + b.s3_endpoint + "&path_style=true";
-        auto d2 = start_daemon(tap_config({unique("nobucket"), "\"x\"", url, s3_tap_keys()}),
-                               "tap-nobucket");
-        const auto rc = d2->wait(60s);
-        REQUIRE(rc.has_value());
-        CHECK(*rc != 0);
+        auto d2 = start_daemon(tap_config({tap, "\"x\"", url, s3_tap_keys()}), "tap-nobucket");
+        REQUIRE_EVENTUALLY(30s, d2->admin_port() > 0);
+        REQUIRE_EVENTUALLY(
+            60s, http_get(d2->admin_port(), "/readyz").find("tap " + tap + " is failed") !=
+                     std::string::npos);
         CHECK(d2->log().find(bucket) != std::string::npos);
+        CHECK(http_get(d2->admin_port(), "/status").find(bucket) != std::string::npos);
         CHECK(d2->log().find(b.s3_secret_key) == std::string::npos);
+        CHECK(http_get(d2->admin_port(), "/status").find(b.s3_secret_key) == std::string::npos);
+        d2->signal(SIGTERM);
+        CHECK(d2->wait(30s).has_value());
     }
 
     TEST_CASE("tap_archive_equals_the_source_s3_store") {

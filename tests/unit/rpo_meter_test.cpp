@@ -1,0 +1,153 @@
+// The RPO meter against librdkafka's mock cluster: end offsets sampled by
+// requests of its own, a figure that grows while the source is unreachable,
+// and the bound carried across a restart in the commit metadata.
+#include "kafka/rpo_meter.h"
+
+#include <doctest/doctest.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <chrono>
+#include <string>
+
+using namespace std::chrono_literals;
+using rpl::kafka::rpo_meter;
+
+namespace {
+
+class mock_source {
+public:
+    mock_source() {
+        char err[512];
+        rd_kafka_conf_t* conf = rd_kafka_conf_new();
+        rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
+        host_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+        REQUIRE(host_ != nullptr);
+        mc_ = rd_kafka_mock_cluster_new(host_, 1);
+        REQUIRE(mc_ != nullptr);
+        REQUIRE(rd_kafka_mock_topic_create(mc_, "t", 1, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    ~mock_source() {
+        rd_kafka_mock_cluster_destroy(mc_);
+        rd_kafka_destroy(host_);
+    }
+    mock_source(const mock_source&) = delete;
+    mock_source& operator=(const mock_source&) = delete;
+    std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(mc_); }
+    void down() { rd_kafka_mock_broker_set_down(mc_, 1); }
+
+    void produce(int n) {
+        char err[512];
+        rd_kafka_conf_t* conf = rd_kafka_conf_new();
+        rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap().c_str(), err, sizeof err);
+        rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+        REQUIRE(p != nullptr);
+        for (int i = 0; i < n; ++i)
+            REQUIRE(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("t"), RD_KAFKA_V_PARTITION(0),
+                                      RD_KAFKA_V_VALUE(const_cast<char*>("v"), 1),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
+        REQUIRE(rd_kafka_flush(p, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+        rd_kafka_destroy(p);
+    }
+
+private:
+    rd_kafka_t* host_ = nullptr;
+    rd_kafka_mock_cluster_t* mc_ = nullptr;
+};
+
+rpl::kafka::Client client_for(const mock_source& m) {
+    auto c =
+        rpl::kafka::Client::create(rpl::kafka::client_kind::producer, {"mock", m.bootstrap(), {}},
+                                   {{"log_level", "0"}}, rpl::Logger("rpo-test"));
+    REQUIRE(c);
+    return std::move(c).value();
+}
+
+double seconds_since(std::chrono::system_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::system_clock::now() - t).count();
+}
+
+}  // namespace
+
+TEST_SUITE("rpo meter") {
+    // Issue 16: the figure came from watermarks cached from fetches, which
+    // stop when the source cannot be reached, and fell to 0 while records
+    // were waiting. Now it grows from the last moment the partition was
+    // known to be safe.
+    TEST_CASE("rpo_keeps_growing_while_the_source_cannot_be_reached") {
+        mock_source src;
+        src.produce(10);
+        auto client = client_for(src);
+        rpo_meter meter(client, rpl::Logger("rpo"), 100ms, nullptr);
+        meter.assign("t", 0, 10, std::nullopt);  // caught up
+        meter.sample_once();
+        auto f = meter.compute();
+        REQUIRE(f.complete);
+        CHECK(f.lag == 0);
+        CHECK(f.rpo_seconds < 5.0);
+
+        src.produce(5);  // not on the target
+        const auto written = std::chrono::system_clock::now();
+        meter.sample_once();
+        f = meter.compute();
+        CHECK(f.lag == 5);
+        // Never below the truth: the 5 records are at least this old.
+        CHECK(f.rpo_seconds >= seconds_since(written) - 0.001);
+
+        src.down();
+        meter.sample_once();  // fails within its deadline
+        const auto f1 = meter.compute();
+        meter.sample_once();
+        const auto f2 = meter.compute();
+        CHECK(f2.rpo_seconds > f1.rpo_seconds);
+        CHECK(f2.rpo_seconds >= seconds_since(written) - 0.001);
+        CHECK(f2.lag == 5);  // the last one known
+    }
+
+    TEST_CASE("an acknowledged backlog brings the figure back near zero") {
+        mock_source src;
+        src.produce(7);
+        auto client = client_for(src);
+        rpo_meter meter(client, rpl::Logger("rpo"), 100ms, nullptr);
+        meter.assign("t", 0, 0, std::nullopt);
+        meter.sample_once();
+        CHECK(meter.compute().lag == 7);
+        meter.acknowledge("t", 0, 7);
+        meter.sample_once();
+        const auto f = meter.compute();
+        CHECK(f.lag == 0);
+        CHECK(f.rpo_seconds < 5.0);
+    }
+
+    // A restart must not start from 0 while data is outstanding: the commit
+    // carries the time from which the committed position was known safe.
+    TEST_CASE("commit_metadata_carries_the_bound_and_restore_reads_it_back") {
+        mock_source src;
+        src.produce(3);
+        auto client = client_for(src);
+        rpo_meter meter(client, rpl::Logger("rpo"), 100ms, nullptr);
+        const auto before = std::chrono::system_clock::now();
+        meter.assign("t", 0, 3, std::nullopt);
+        meter.sample_once();
+        const std::string md = meter.commit_metadata("t", 0, 3);
+        const auto since = rpo_meter::restore_since(md);
+        REQUIRE(since.has_value());
+        CHECK(*since >= std::chrono::time_point_cast<std::chrono::milliseconds>(before));
+        CHECK(*since <= std::chrono::system_clock::now());
+        // No bound for a position nothing vouches for.
+        CHECK(meter.commit_metadata("t", 0, 2).empty());
+        CHECK_FALSE(rpo_meter::restore_since("").has_value());
+        CHECK_FALSE(rpo_meter::restore_since("rpl.safe_ms=12x").has_value());
+        CHECK_FALSE(rpo_meter::restore_since("someone else's metadata").has_value());
+
+        // The next run: a backlog written after the commit counts from it.
+        rpo_meter next(client, rpl::Logger("rpo"), 100ms, nullptr);
+        next.assign("t", 0, 3, since);
+        src.produce(4);
+        next.sample_once();
+        const auto f = next.compute();
+        CHECK(f.lag == 4);
+        CHECK(f.rpo_seconds >= seconds_since(*since) - 0.001);
+    }
+}
