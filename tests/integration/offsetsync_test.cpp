@@ -141,8 +141,10 @@ TEST_CASE("a_retracted_run_disappears_from_every_store_that_catches_up") {
     auto s = open_store(here.path);
     auto pub = publisher::create(dr_endpoint(), log);
     REQUIRE(pub.has_value());
+    // Three runs: the target skips 5 offsets every 10 records (a source hole
+    // with the target contiguous would stay inside one run).
     for (int64_t i = 0; i < 30; ++i)
-        REQUIRE(s->record(flow, "t", 0, "x.t", i + (i / 10) * 5, i).has_value());  // three runs
+        REQUIRE(s->record(flow, "t", 0, "x.t", i, i + (i / 10) * 5).has_value());
     REQUIRE(pub.value()->publish(s->flush(flow).value()).has_value());
     REQUIRE(pub.value()->flush(std::chrono::seconds(30)).has_value());
 
@@ -150,7 +152,7 @@ TEST_CASE("a_retracted_run_disappears_from_every_store_that_catches_up") {
     REQUIRE(catch_up(dr_endpoint(), *fresh, std::chrono::seconds(60), log).has_value());
     REQUIRE(fresh->runs(flow, "t", 0).size() == 3);
 
-    auto dropped = s->prune(flow, "t", 0, 20);
+    auto dropped = s->prune(flow, "t", 0, 10);  // the run of source 0..9
     REQUIRE(dropped.has_value());
     REQUIRE(dropped.value().size() == 1);
     REQUIRE(pub.value()->retract(dropped.value()).has_value());
@@ -257,7 +259,14 @@ TEST_CASE(
                        60s);
     REQUIRE(consumed.exit_code == 0);
     INFO(d.log());
-    CHECK(occurrences(d.log(), "stale run(s) of " + topic + "/0") == 1);
+    // The stale runs are dropped once, whichever check meets them first: the
+    // flow's first record (the source log ends below what the runs cover) or
+    // the store's conflict on the first delivery.
+    CHECK(
+        occurrences(d.log(), "stale run(s) of " + topic + "/0") +
+            occurrences(d.log(), "source " + topic +
+                                     "/0 ends at offset 300, below offset 1000 already mirrored") ==
+        1);
 
     // The published runs, read back on a fresh host: source i is target i.
     scratch_dir fresh;
