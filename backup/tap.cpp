@@ -713,7 +713,7 @@ Result<void> tap::discover() {
         const bool first = subscribed_.empty();
         subscribed_ = wanted;
         topics_known_.store(wanted.empty() ? 0 : 1);
-        if (first && !wanted.empty()) prime_meter();
+        if (first && !wanted.empty()) primed_ = meter_->follow_commits(*consumer_, subscribed_);
         std::lock_guard lock(status_mu_);
         status_.topics = wanted;
     }
@@ -770,26 +770,6 @@ void tap::snapshot_groups() {
     if (env_.metrics != nullptr)
         env_.metrics->group_snapshots.Add({{"tap", cfg_.name}}).Increment();
     log_.debug("stored group snapshot of " + std::to_string(s.groups.size()) + " group(s)");
-}
-
-void tap::prime_meter() {
-    // Before partitions are assigned and placed, the meter follows every
-    // partition of the archived topics from the group's commits, so that
-    // the figure starts from the truth after a restart (and during a store
-    // outage that keeps partitions from being placed).
-    auto md = kafka::fetch_metadata(source_client_->client(), 10s);
-    if (!md) return;
-    kafka::partition_list all;
-    for (const auto& name : subscribed_)
-        if (const auto* t = md.value().topic(name))
-            for (const auto& p : t->partitions) all.push_back({name, p.id});
-    auto committed = consumer_->committed(all, 10s);
-    if (!committed) return;
-    for (const auto& tp : committed.value()) {
-        primed_.emplace(tp.topic, tp.partition);
-        meter_->assign(tp.topic, tp.partition, tp.offset >= 0 ? tp.offset : -1,
-                       kafka::rpo_meter::restore_since(tp.metadata));
-    }
 }
 
 void tap::publish_figures(const kafka::rpo_meter::figures& f) {

@@ -144,7 +144,6 @@ private:
     void apply_backpressure();
     void update_metrics();
     void publish_figures(const kafka::rpo_meter::figures& f);
-    void prime_meter();
     void shutdown() noexcept;
     void set_state(tap_state s, std::string error = {});
     void count_error(const std::string& kind);

@@ -103,6 +103,24 @@ void rpo_meter::revoke(const std::string& topic, int32_t partition) {
     parts_.erase({topic, partition});
 }
 
+std::set<std::pair<std::string, int32_t>> rpo_meter::follow_commits(
+    consumer& group, const std::vector<std::string>& topics) {
+    std::set<std::pair<std::string, int32_t>> followed;
+    auto md = fetch_metadata(source_, 10s);
+    if (!md) return followed;
+    partition_list all;
+    for (const auto& name : topics)
+        if (const auto* t = md.value().topic(name))
+            for (const auto& p : t->partitions) all.push_back({name, p.id});
+    auto committed = group.committed(all, 10s);
+    if (!committed) return followed;
+    for (const auto& tp : committed.value()) {
+        followed.emplace(tp.topic, tp.partition);
+        assign(tp.topic, tp.partition, tp.offset >= 0 ? tp.offset : -1, restore_since(tp.metadata));
+    }
+    return followed;
+}
+
 void rpo_meter::acknowledge(const std::string& topic, int32_t partition, int64_t next) {
     std::lock_guard lock(mu_);
     auto it = parts_.find({topic, partition});

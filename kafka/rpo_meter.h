@@ -33,6 +33,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 namespace rpl::kafka {
@@ -89,6 +90,12 @@ public:
     void assign(const std::string& topic, int32_t partition, int64_t next,
                 std::optional<wall_clock::time_point> since);
     void revoke(const std::string& topic, int32_t partition);
+    // Before the group hands out partitions (a join takes seconds), follows
+    // every partition of `topics` from `group`'s commits and their bounds,
+    // so that the figure starts from the truth after a restart. Returns the
+    // partitions followed; the owner revokes those it is not assigned.
+    std::set<std::pair<std::string, int32_t>> follow_commits(
+        consumer& group, const std::vector<std::string>& topics);
     // Everything below `next` is acknowledged by the sink.
     void acknowledge(const std::string& topic, int32_t partition, int64_t next);
     // The timestamp of the first record read after assignment: the stand-in

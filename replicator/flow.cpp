@@ -1083,27 +1083,6 @@ void flow::heartbeat() {
     if (env_.metrics != nullptr) env_.metrics->heartbeats.Add({{"flow", cfg_.name}}).Increment();
 }
 
-void flow::prime_meter() {
-    // Before the group hands out partitions (a join takes seconds), the
-    // meter already follows every partition of the subscribed topics from
-    // the group's commits, so the figure starts from the truth after a
-    // restart. The first assignment replaces this.
-    auto md = kafka::fetch_metadata(source_producer_->client(), 10s);
-    if (!md) return;
-    kafka::partition_list all;
-    for (const auto& name : subscribed_)
-        if (const auto* t = md.value().topic(name))
-            for (const auto& p : t->partitions) all.push_back({name, p.id});
-    auto committed = consumer_->committed(all, 10s);
-    if (!committed) return;
-    for (const auto& tp : committed.value()) {
-        if (primed_.count({tp.topic, tp.partition}) > 0) continue;
-        primed_.emplace(tp.topic, tp.partition);
-        meter_->assign(tp.topic, tp.partition, tp.offset >= 0 ? tp.offset : -1,
-                       kafka::rpo_meter::restore_since(tp.metadata));
-    }
-}
-
 void flow::publish_figures(const kafka::rpo_meter::figures& f) {
     // Until every followed partition has a figure the gauge keeps saying
     // "unknown" (NaN); a flow with no topics has nothing at risk.
@@ -1174,7 +1153,8 @@ void flow::loop() {
             next_refresh_ = now + cfg_.refresh_interval;
             const bool first = subscribed_.empty();
             auto r = discover();
-            if (first && !subscribed_.empty() && consumer_->assignment().empty()) prime_meter();
+            if (first && !subscribed_.empty() && consumer_->assignment().empty())
+                primed_ = meter_->follow_commits(*consumer_, subscribed_);
             if (!r) {
                 if (r.error().code == errc::conflict) {
                     log_.error(r.error().message);

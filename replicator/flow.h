@@ -124,7 +124,6 @@ private:
     void update_window();
     void update_metrics();
     void publish_figures(const kafka::rpo_meter::figures& f);
-    void prime_meter();
     void shutdown() noexcept;
     void set_state(flow_state s, std::string error = {});
     void count_error(const std::string& kind);

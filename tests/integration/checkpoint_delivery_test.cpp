@@ -7,6 +7,7 @@
 #include "kafka/mm2.h"
 #include "offsetsync/store.h"
 #include "tests/integration/support.h"
+#include "tests/mock_cluster.h"
 
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafka.h>
@@ -23,30 +24,7 @@ namespace {
 
 constexpr int16_t kProduce = 0;  // the Produce request's API key
 
-class mock_cluster {
-public:
-    mock_cluster() {
-        char err[512];
-        rd_kafka_conf_t* conf = rd_kafka_conf_new();
-        rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
-        host_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-        REQUIRE(host_ != nullptr);
-        mc_ = rd_kafka_mock_cluster_new(host_, 1);
-        REQUIRE(mc_ != nullptr);
-    }
-    ~mock_cluster() {
-        rd_kafka_mock_cluster_destroy(mc_);
-        rd_kafka_destroy(host_);
-    }
-    mock_cluster(const mock_cluster&) = delete;
-    mock_cluster& operator=(const mock_cluster&) = delete;
-    rd_kafka_mock_cluster_t* get() const { return mc_; }
-    std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(mc_); }
-
-private:
-    rd_kafka_t* host_ = nullptr;
-    rd_kafka_mock_cluster_t* mc_ = nullptr;
-};
+using rpl::test::mock_cluster;
 
 // Commits `offset` for group on topic/0 without joining it (a simple commit).
 void commit(const std::string& bootstrap, const std::string& group, const std::string& topic,

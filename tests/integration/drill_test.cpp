@@ -371,8 +371,6 @@ double flow_metric(const std::string& page, const std::string& name, const std::
     return std::stod(page.substr(at + 1 + series.size()));
 }
 
-std::string testbed_script() { return std::string(RPL_SOURCE_DIR) + "/scripts/testbed"; }
-
 // Stops the primary broker, and starts it again on scope exit whatever
 // happens in between: other helpers share the bed (and are told in
 // /tmp/broker-stop.log).
@@ -406,33 +404,6 @@ public:
 
 private:
     bool restarted_ = false;
-};
-
-// A produce quota on dr for one client.id, removed on scope exit: a DR link
-// slower than the load, so that a disaster really leaves records behind.
-class slow_link {
-public:
-    slow_link(std::string client_id, int64_t bytes_per_second) : client_id_(std::move(client_id)) {
-        const auto r = run({testbed_script(), "tool", "kafka.admin.ConfigCommand",
-                            "--bootstrap-server", testbed().dr, "--alter", "--add-config",
-                            "producer_byte_rate=" + std::to_string(bytes_per_second),
-                            "--entity-type", "clients", "--entity-name", client_id_},
-                           60s);
-        if (r.exit_code != 0) throw std::runtime_error("quota on dr: " + show(r));
-    }
-    ~slow_link() {
-        const auto r =
-            run({testbed_script(), "tool", "kafka.admin.ConfigCommand", "--bootstrap-server",
-                 testbed().dr, "--alter", "--delete-config", "producer_byte_rate", "--entity-type",
-                 "clients", "--entity-name", client_id_},
-                60s);
-        if (r.exit_code != 0) std::cerr << "WARNING: quota on dr not removed: " << show(r) << "\n";
-    }
-    slow_link(const slow_link&) = delete;
-    slow_link& operator=(const slow_link&) = delete;
-
-private:
-    std::string client_id_;
 };
 
 }  // namespace

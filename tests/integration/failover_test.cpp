@@ -52,8 +52,6 @@ struct translation {
 
 // ------------------------------------------------------------ a scenario
 
-std::string testbed_script() { return std::string(RPL_SOURCE_DIR) + "/scripts/testbed"; }
-
 // One topic on primary mirrored by one flow to dr, one consumer group, a
 // state dir and a config of their own.
 struct scenario {

@@ -15,8 +15,6 @@ using namespace rpl::test;
 
 namespace {
 
-std::string testbed_script() { return std::string(RPL_SOURCE_DIR) + "/scripts/testbed"; }
-
 std::string flow_config(const std::string& flow, const std::string& topic,
                         const std::string& extra = "") {
     const auto& b = testbed();

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <stdexcept>
 
@@ -537,6 +538,26 @@ const std::string& ctl_bin() {
     static const std::string p =
         (std::filesystem::path(REPLICATORD_BIN).parent_path() / "replicatorctl").string();
     return p;
+}
+
+std::string testbed_script() { return std::string(RPL_SOURCE_DIR) + "/scripts/testbed"; }
+
+slow_link::slow_link(std::string client_id, int64_t bytes_per_second)
+    : client_id_(std::move(client_id)) {
+    const auto r = run(
+        {testbed_script(), "tool", "kafka.admin.ConfigCommand", "--bootstrap-server", testbed().dr,
+         "--alter", "--add-config", "producer_byte_rate=" + std::to_string(bytes_per_second),
+         "--entity-type", "clients", "--entity-name", client_id_},
+        60s);
+    if (r.exit_code != 0) throw std::runtime_error("quota on dr: " + show(r));
+}
+
+slow_link::~slow_link() {
+    const auto r = run({testbed_script(), "tool", "kafka.admin.ConfigCommand", "--bootstrap-server",
+                        testbed().dr, "--alter", "--delete-config", "producer_byte_rate",
+                        "--entity-type", "clients", "--entity-name", client_id_},
+                       60s);
+    if (r.exit_code != 0) std::cerr << "WARNING: quota on dr not removed: " << show(r) << "\n";
 }
 
 }  // namespace rpl::test

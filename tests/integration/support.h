@@ -125,6 +125,22 @@ private:
     std::optional<int> status_;
 };
 
+// scripts/testbed of this checkout.
+std::string testbed_script();
+
+// A produce quota on dr for one client.id, removed on scope exit: a DR link
+// slower than the load, so that records really wait.
+class slow_link {
+public:
+    slow_link(std::string client_id, int64_t bytes_per_second);
+    ~slow_link();
+    slow_link(const slow_link&) = delete;
+    slow_link& operator=(const slow_link&) = delete;
+
+private:
+    std::string client_id_;
+};
+
 std::string write_file(const std::string& name, const std::string& text);  // in a temp dir
 std::string temp_dir();
 

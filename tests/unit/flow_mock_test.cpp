@@ -3,6 +3,7 @@
 // on demand. Real-broker behaviour is covered by tests/integration.
 #include "conf/config.h"
 #include "replicator/flow.h"
+#include "tests/mock_cluster.h"
 
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafka.h>
@@ -19,31 +20,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A mock cluster lives inside a librdkafka handle of its own.
-class mock_cluster {
-public:
-    explicit mock_cluster(int brokers) {
-        char err[512];
-        rd_kafka_conf_t* conf = rd_kafka_conf_new();
-        rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
-        host_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-        REQUIRE(host_ != nullptr);
-        mc_ = rd_kafka_mock_cluster_new(host_, brokers);
-        REQUIRE(mc_ != nullptr);
-    }
-    ~mock_cluster() {
-        rd_kafka_mock_cluster_destroy(mc_);
-        rd_kafka_destroy(host_);
-    }
-    mock_cluster(const mock_cluster&) = delete;
-    mock_cluster& operator=(const mock_cluster&) = delete;
-    rd_kafka_mock_cluster_t* get() const { return mc_; }
-    std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(mc_); }
-
-private:
-    rd_kafka_t* host_ = nullptr;
-    rd_kafka_mock_cluster_t* mc_ = nullptr;
-};
+using rpl::test::mock_cluster;
 
 void produce(const std::string& bootstrap, const std::string& topic, int partitions, int count) {
     char err[512];

@@ -2,6 +2,7 @@
 // requests of its own, a figure that grows while the source is unreachable,
 // and the bound carried across a restart in the commit metadata.
 #include "kafka/rpo_meter.h"
+#include "tests/mock_cluster.h"
 
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafka.h>
@@ -15,26 +16,10 @@ using rpl::kafka::rpo_meter;
 
 namespace {
 
-class mock_source {
+class mock_source : public rpl::test::mock_cluster {
 public:
-    mock_source() {
-        char err[512];
-        rd_kafka_conf_t* conf = rd_kafka_conf_new();
-        rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
-        host_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-        REQUIRE(host_ != nullptr);
-        mc_ = rd_kafka_mock_cluster_new(host_, 1);
-        REQUIRE(mc_ != nullptr);
-        REQUIRE(rd_kafka_mock_topic_create(mc_, "t", 1, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    }
-    ~mock_source() {
-        rd_kafka_mock_cluster_destroy(mc_);
-        rd_kafka_destroy(host_);
-    }
-    mock_source(const mock_source&) = delete;
-    mock_source& operator=(const mock_source&) = delete;
-    std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(mc_); }
-    void down() { rd_kafka_mock_broker_set_down(mc_, 1); }
+    mock_source() { create_topic("t", 1); }
+    void down() { rd_kafka_mock_broker_set_down(get(), 1); }
 
     void produce(int n) {
         char err[512];
@@ -50,10 +35,6 @@ public:
         REQUIRE(rd_kafka_flush(p, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
         rd_kafka_destroy(p);
     }
-
-private:
-    rd_kafka_t* host_ = nullptr;
-    rd_kafka_mock_cluster_t* mc_ = nullptr;
 };
 
 rpl::kafka::Client client_for(const mock_source& m) {

@@ -3,6 +3,7 @@
 // librdkafka declares fatally broken. The topic is read back with a plain
 // consumer, not with catch_up: what counts is what a rebuilding host finds.
 #include "offsetsync/sync_topic.h"
+#include "tests/mock_cluster.h"
 
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafka.h>
@@ -21,32 +22,10 @@ namespace {
 
 constexpr const char* topic = "runs.test";
 
-// A mock cluster lives inside a librdkafka handle of its own, with the runs
-// topic (the mock has no controller for CreateTopics).
-class mock_cluster {
-public:
-    mock_cluster() {
-        char err[512];
-        rd_kafka_conf_t* conf = rd_kafka_conf_new();
-        rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
-        host_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-        REQUIRE(host_ != nullptr);
-        mc_ = rd_kafka_mock_cluster_new(host_, 1);
-        REQUIRE(mc_ != nullptr);
-        REQUIRE(rd_kafka_mock_topic_create(mc_, topic, 1, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    }
-    ~mock_cluster() {
-        rd_kafka_mock_cluster_destroy(mc_);
-        rd_kafka_destroy(host_);
-    }
-    mock_cluster(const mock_cluster&) = delete;
-    mock_cluster& operator=(const mock_cluster&) = delete;
-    rd_kafka_mock_cluster_t* get() const { return mc_; }
-    std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(mc_); }
-
-private:
-    rd_kafka_t* host_ = nullptr;
-    rd_kafka_mock_cluster_t* mc_ = nullptr;
+// The runs topic exists from the start (the mock has no controller for
+// CreateTopics).
+struct mock_cluster : rpl::test::mock_cluster {
+    mock_cluster() { create_topic(topic, 1); }
 };
 
 // Runs [first, first + n) of one partition, each of `length` records.
