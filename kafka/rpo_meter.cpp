@@ -65,12 +65,13 @@ rpo_meter::rpo_meter(const Client& source, Logger log, std::chrono::milliseconds
 rpo_meter::~rpo_meter() { stop(); }
 
 void rpo_meter::start() {
-    if (thread_.joinable()) return;
+    if (thread_.joinable() || sampler_.joinable()) return;
     {
         std::lock_guard lock(wake_mu_);
         stopping_ = false;
     }
     thread_ = std::thread([this] { run(); });
+    sampler_ = std::thread([this] { sample_loop(); });
 }
 
 void rpo_meter::stop() noexcept {
@@ -79,6 +80,7 @@ void rpo_meter::stop() noexcept {
         stopping_ = true;
     }
     wake_.notify_all();
+    if (sampler_.joinable()) sampler_.join();
     if (thread_.joinable()) thread_.join();
 }
 
@@ -268,25 +270,31 @@ rpo_meter::figures rpo_meter::compute() {
 }
 
 void rpo_meter::run() noexcept {
-    // Samples once an interval; the figure itself moves with the clock, so it
-    // is handed out ten times a second and a scrape never reads it stale by
-    // more than that.
+    // Publishes ten times a second: the figure moves with the clock, so a
+    // scrape never reads it stale by more than that, even while a sample
+    // waits on a source that does not answer (on the sampler thread).
     constexpr auto publish_every = 100ms;
-    auto next_sample = std::chrono::steady_clock::now();
     for (;;) {
         try {
-            if (std::chrono::steady_clock::now() >= next_sample) {
-                sample_once();
-                next_sample = std::chrono::steady_clock::now() + interval_;
-            }
             if (on_figures_) on_figures_(compute());
         } catch (const std::exception& e) {
             log_.error(std::string("rpo meter: ") + e.what());
         }
         std::unique_lock lock(wake_mu_);
-        wake_.wait_for(lock, publish_every, [this] { return stopping_ || sample_soon_; });
+        if (wake_.wait_for(lock, publish_every, [this] { return stopping_; })) return;
+    }
+}
+
+void rpo_meter::sample_loop() noexcept {
+    for (;;) {
+        try {
+            sample_once();
+        } catch (const std::exception& e) {
+            log_.error(std::string("rpo meter: ") + e.what());
+        }
+        std::unique_lock lock(wake_mu_);
+        wake_.wait_for(lock, interval_, [this] { return stopping_ || sample_soon_; });
         if (stopping_) return;
-        if (sample_soon_) next_sample = std::chrono::steady_clock::now();
         sample_soon_ = false;
     }
 }

@@ -6,7 +6,7 @@
 //
 //   sampler thread ──ListOffsets(earliest, latest) every interval──> samples (t_sent, end)
 //   owner thread ───acknowledge(tp, next) / first_record(tp, ts)───> positions
-//   sampler thread ──figures (max over partitions), every 100 ms──> on_figures callback
+//   publisher thread ──figures (max over partitions), every 100 ms──> on_figures callback
 //
 // Bound: safe_since(p) is the send time of the latest sample whose end offset
 // was at most p, so every record at or after p was appended after it and the
@@ -20,7 +20,9 @@
 // restore_since); with none, the first record's own timestamp stands in.
 //
 // Thread model: the owner calls everything but the callback, from its own
-// thread; the sampler thread runs the callback. A mutex guards the state.
+// thread; a sampler thread makes the requests and a publisher thread runs the
+// callback, so a request that waits never holds the figure still. A mutex
+// guards the state.
 #pragma once
 
 #include "kafka/client.h"
@@ -113,7 +115,7 @@ public:
     [[nodiscard]] static std::optional<wall_clock::time_point> restore_since(
         const std::string& metadata);
 
-    // Figures as of now (the sampler thread also hands them to the callback
+    // Figures as of now (the publisher thread also hands them to the callback
     // after each round). Public for tests.
     [[nodiscard]] figures compute();
     // One sampling round now, on the caller's thread (tests).
@@ -133,7 +135,8 @@ private:
     };
     using key = std::pair<std::string, int32_t>;
 
-    void run() noexcept;
+    void run() noexcept;          // publishes figures
+    void sample_loop() noexcept;  // samples end offsets
     // The bound for position `next`: latest sample with end <= next, else
     // the fallback; nullopt when nothing at all is known yet.
     [[nodiscard]] std::optional<wall_clock::time_point> safe_since(partition_state& p,
@@ -153,7 +156,9 @@ private:
     std::condition_variable wake_;
     bool stopping_ = false;
     bool sample_soon_ = false;  // a partition was assigned
-    std::thread thread_;        // last: joined before the state above goes
+    // Last: joined before the state above goes.
+    std::thread thread_;   // publishes, every 100 ms
+    std::thread sampler_;  // samples, every interval (a request may wait)
 };
 
 }  // namespace rpl::kafka

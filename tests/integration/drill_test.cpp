@@ -372,38 +372,9 @@ double flow_metric(const std::string& page, const std::string& name, const std::
 }
 
 // Stops the primary broker, and starts it again on scope exit whatever
-// happens in between: other helpers share the bed (and are told in
-// /tmp/broker-stop.log).
-class primary_outage {
-public:
-    primary_outage() {
-        {
-            std::ofstream log("/tmp/broker-stop.log", std::ios::app);
-            const std::time_t t = std::time(nullptr);
-            char when[64];
-            std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-            log << when << " drillflow stopping primary for ~30s\n";
-        }
-        const auto r = run({testbed_script(), "stop-broker", "primary"}, 60s);
-        if (r.exit_code != 0) {
-            restart();
-            throw std::runtime_error("stop-broker primary failed: " + show(r));
-        }
-    }
-    ~primary_outage() { restart(); }
-    primary_outage(const primary_outage&) = delete;
-    primary_outage& operator=(const primary_outage&) = delete;
-    void restart() {
-        if (restarted_) return;
-        restarted_ = true;
-        const auto r = run({testbed_script(), "start-broker", "primary"}, 180s);
-        if (r.exit_code != 0)
-            std::cerr << "WARNING: start-broker primary failed; the test bed needs attention:\n"
-                      << show(r) << "\n";
-    }
-
-private:
-    bool restarted_ = false;
+// happens in between.
+struct primary_outage : broker_outage {
+    primary_outage() : broker_outage("primary") {}
 };
 
 }  // namespace

@@ -435,35 +435,6 @@ std::string describe(const offsets& o) {
     return s;
 }
 
-// Stops a test-bed broker and starts it again on scope exit, whatever
-// happens in between: other tests share the bed.
-class broker_outage {
-public:
-    explicit broker_outage(std::string alias) : alias_(std::move(alias)) {
-        const auto r = run({testbed_script(), "stop-broker", alias_}, 60s);
-        if (r.exit_code != 0) {
-            restart();
-            throw std::runtime_error("stop-broker " + alias_ + " failed: " + show(r));
-        }
-    }
-    ~broker_outage() { restart(); }
-    broker_outage(const broker_outage&) = delete;
-    broker_outage& operator=(const broker_outage&) = delete;
-    void restart() {
-        if (restarted_) return;
-        restarted_ = true;
-        const auto r = run({testbed_script(), "start-broker", alias_}, 180s);
-        if (r.exit_code != 0)
-            std::cerr << "WARNING: start-broker " << alias_
-                      << " failed; the test bed needs `scripts/testbed up`:\n"
-                      << show(r) << "\n";
-    }
-
-private:
-    std::string alias_;
-    bool restarted_ = false;
-};
-
 // A member of `group` consuming `topic` in the background until destroyed.
 class live_member {
 public:

@@ -560,4 +560,24 @@ slow_link::~slow_link() {
     if (r.exit_code != 0) std::cerr << "WARNING: quota on dr not removed: " << show(r) << "\n";
 }
 
+broker_outage::broker_outage(std::string alias) : alias_(std::move(alias)) {
+    const auto r = run({testbed_script(), "stop-broker", alias_}, 60s);
+    if (r.exit_code != 0) {
+        restart();
+        throw std::runtime_error("stop-broker " + alias_ + " failed: " + show(r));
+    }
+}
+
+broker_outage::~broker_outage() { restart(); }
+
+void broker_outage::restart() {
+    if (restarted_) return;
+    restarted_ = true;
+    const auto r = run({testbed_script(), "start-broker", alias_}, 180s);
+    if (r.exit_code != 0)
+        std::cerr << "WARNING: start-broker " << alias_
+                  << " failed; the test bed needs `scripts/testbed up`:\n"
+                  << show(r) << "\n";
+}
+
 }  // namespace rpl::test

@@ -141,6 +141,21 @@ private:
     std::string client_id_;
 };
 
+// Stops a test-bed broker (primary or dr) and starts it again on scope exit,
+// whatever happens in between: other tests share the bed.
+class broker_outage {
+public:
+    explicit broker_outage(std::string alias);
+    ~broker_outage();
+    broker_outage(const broker_outage&) = delete;
+    broker_outage& operator=(const broker_outage&) = delete;
+    void restart();
+
+private:
+    std::string alias_;
+    bool restarted_ = false;
+};
+
 std::string write_file(const std::string& name, const std::string& text);  // in a temp dir
 std::string temp_dir();
 
