@@ -6,6 +6,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "conf/config.h"
+
 #include <string>
 
 namespace rpl::test {
@@ -39,5 +41,39 @@ private:
     rd_kafka_t* host_ = nullptr;
     rd_kafka_mock_cluster_t* mc_ = nullptr;
 };
+
+// `count` records round robin over `partitions`, keys "k<i>", values "v<i>".
+inline void mock_produce(const std::string& bootstrap, const std::string& topic, int partitions,
+                         int count) {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
+    rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    REQUIRE(p != nullptr);
+    for (int i = 0; i < count; ++i) {
+        const std::string key = "k" + std::to_string(i);
+        const std::string value = "v" + std::to_string(i);
+        REQUIRE(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()),
+                                  RD_KAFKA_V_PARTITION(i % partitions),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_KEY(key.data(), key.size()),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                  RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    REQUIRE(rd_kafka_flush(p, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(p);
+}
+
+// One flow "mock" from cluster src to dst over the topic "orders".
+inline conf::Config mock_flow_config(const std::string& src, const std::string& dst) {
+    const std::string text =
+        "[daemon]\nadmin_listen = \"127.0.0.1:0\"\n[clusters.src]\nbootstrap = \"" + src +
+        "\"\n[clusters.dst]\nbootstrap = \"" + dst +
+        "\"\n[[flow]]\nname = \"mock\"\nsource = \"src\"\ntarget = \"dst\"\n"
+        "topics = [\"orders\"]\nheartbeats = false\nrefresh_interval = \"1s\"\n";
+    auto cfg = conf::parse(text, "mock.toml");
+    REQUIRE_MESSAGE(cfg.has_value(), (cfg ? "" : cfg.error().message));
+    return std::move(cfg).value();
+}
 
 }  // namespace rpl::test

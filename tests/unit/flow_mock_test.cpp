@@ -21,26 +21,8 @@ using namespace std::chrono_literals;
 namespace {
 
 using rpl::test::mock_cluster;
-
-void produce(const std::string& bootstrap, const std::string& topic, int partitions, int count) {
-    char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
-    rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    REQUIRE(p != nullptr);
-    for (int i = 0; i < count; ++i) {
-        const std::string key = "k" + std::to_string(i);
-        const std::string value = "v" + std::to_string(i);
-        REQUIRE(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()),
-                                  RD_KAFKA_V_PARTITION(i % partitions),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_KEY(key.data(), key.size()),
-                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                                  RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    }
-    REQUIRE(rd_kafka_flush(p, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    rd_kafka_destroy(p);
-}
+using rpl::test::mock_flow_config;
+using rpl::test::mock_produce;
 
 // Every value in each partition of a topic, in order.
 std::map<int, std::vector<std::string>> read_all(const std::string& bootstrap,
@@ -77,22 +59,6 @@ std::map<int, std::vector<std::string>> read_all(const std::string& bootstrap,
     return out;
 }
 
-rpl::conf::Config config_for(const std::string& src, const std::string& dst) {
-    const std::string text =
-        "[daemon]\nadmin_listen = \"127.0.0.1:0\"\n"
-        "[clusters.src]\nbootstrap = \"" +
-        src +
-        "\"\n"
-        "[clusters.dst]\nbootstrap = \"" +
-        dst +
-        "\"\n"
-        "[[flow]]\nname = \"mock\"\nsource = \"src\"\ntarget = \"dst\"\n"
-        "topics = [\"orders\"]\nheartbeats = false\nrefresh_interval = \"1s\"\n";
-    auto cfg = rpl::conf::parse(text, "mock.toml");
-    REQUIRE_MESSAGE(cfg.has_value(), (cfg ? "" : cfg.error().message));
-    return std::move(cfg).value();
-}
-
 double counter_value(prometheus::Registry& r, const std::string& name) {
     double total = 0;
     for (const auto& family : r.Collect()) {
@@ -112,7 +78,7 @@ TEST_CASE("flow_rewinds_and_loses_nothing_when_the_target_rejects_produce_reques
     REQUIRE(rd_kafka_mock_topic_create(src.get(), "orders", 3, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
     REQUIRE(rd_kafka_mock_topic_create(dst.get(), "src.orders", 3, 1) ==
             RD_KAFKA_RESP_ERR_NO_ERROR);
-    produce(src.bootstrap(), "orders", 3, 3000);
+    mock_produce(src.bootstrap(), "orders", 3, 3000);
 
     // Non-retriable produce errors: librdkafka reports them per message.
     rd_kafka_mock_push_request_errors(
@@ -120,14 +86,14 @@ TEST_CASE("flow_rewinds_and_loses_nothing_when_the_target_rejects_produce_reques
         RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR_INVALID_MSG,
         RD_KAFKA_RESP_ERR_INVALID_RECORD);
 
-    const auto cfg = config_for(src.bootstrap(), dst.bootstrap());
+    const auto cfg = mock_flow_config(src.bootstrap(), dst.bootstrap());
     prometheus::Registry registry;
     auto metrics = rpl::replicator::make_mirror_metrics(registry);
     rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics});
     REQUIRE(f.start().has_value());
 
     const auto got = read_all(dst.bootstrap(), "src.orders", 3, 3000, 120s);
-    produce(src.bootstrap(), "orders", 3, 0);
+    mock_produce(src.bootstrap(), "orders", 3, 0);
     f.stop();
 
     size_t total = 0;
@@ -156,16 +122,16 @@ TEST_CASE("flow_waits_out_a_target_broker_outage_without_skipping") {
     REQUIRE(rd_kafka_mock_topic_create(src.get(), "orders", 2, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
     REQUIRE(rd_kafka_mock_topic_create(dst.get(), "src.orders", 2, 1) ==
             RD_KAFKA_RESP_ERR_NO_ERROR);
-    const auto cfg = config_for(src.bootstrap(), dst.bootstrap());
+    const auto cfg = mock_flow_config(src.bootstrap(), dst.bootstrap());
     prometheus::Registry registry;
     auto metrics = rpl::replicator::make_mirror_metrics(registry);
     rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics});
     REQUIRE(f.start().has_value());
 
-    produce(src.bootstrap(), "orders", 2, 500);
+    mock_produce(src.bootstrap(), "orders", 2, 500);
     REQUIRE(read_all(dst.bootstrap(), "src.orders", 2, 500, 90s).size() == 2);
     rd_kafka_mock_broker_set_down(dst.get(), 1);
-    produce(src.bootstrap(), "orders", 2, 500);
+    mock_produce(src.bootstrap(), "orders", 2, 500);
     std::this_thread::sleep_for(3s);
     rd_kafka_mock_broker_set_up(dst.get(), 1);
     const auto got = read_all(dst.bootstrap(), "src.orders", 2, 1000, 120s);
@@ -185,12 +151,12 @@ TEST_CASE("flow_recreates_a_fatally_failed_producer_and_loses_nothing") {
     REQUIRE(rd_kafka_mock_topic_create(src.get(), "orders", 2, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
     REQUIRE(rd_kafka_mock_topic_create(dst.get(), "src.orders", 2, 1) ==
             RD_KAFKA_RESP_ERR_NO_ERROR);
-    produce(src.bootstrap(), "orders", 2, 2000);
+    mock_produce(src.bootstrap(), "orders", 2, 2000);
     rd_kafka_mock_push_request_errors(dst.get(), 0 /* Produce */, 2,
                                       RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
                                       RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
 
-    const auto cfg = config_for(src.bootstrap(), dst.bootstrap());
+    const auto cfg = mock_flow_config(src.bootstrap(), dst.bootstrap());
     prometheus::Registry registry;
     auto metrics = rpl::replicator::make_mirror_metrics(registry);
     rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics});

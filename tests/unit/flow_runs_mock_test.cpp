@@ -23,6 +23,8 @@ using namespace std::chrono_literals;
 namespace {
 
 using rpl::test::mock_cluster;
+using rpl::test::mock_flow_config;
+using rpl::test::mock_produce;
 
 struct scratch_dir {
     std::filesystem::path path;
@@ -39,24 +41,6 @@ struct scratch_dir {
     scratch_dir(const scratch_dir&) = delete;
     scratch_dir& operator=(const scratch_dir&) = delete;
 };
-
-void produce(const std::string& bootstrap, const std::string& topic, int partitions, int count) {
-    char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
-    rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    REQUIRE(p != nullptr);
-    for (int i = 0; i < count; ++i) {
-        const std::string value = "v" + std::to_string(i);
-        REQUIRE(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()),
-                                  RD_KAFKA_V_PARTITION(i % partitions),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                                  RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    }
-    REQUIRE(rd_kafka_flush(p, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    rd_kafka_destroy(p);
-}
 
 // The group's committed offsets on the source, summed over partitions.
 int64_t committed_total(const std::string& bootstrap, const std::string& group,
@@ -76,22 +60,6 @@ int64_t committed_total(const std::string& bootstrap, const std::string& group,
     rd_kafka_topic_partition_list_destroy(tpl);
     rd_kafka_destroy(c);
     return total;
-}
-
-rpl::conf::Config config_for(const std::string& src, const std::string& dst) {
-    const std::string text =
-        "[daemon]\nadmin_listen = \"127.0.0.1:0\"\n"
-        "[clusters.src]\nbootstrap = \"" +
-        src +
-        "\"\n"
-        "[clusters.dst]\nbootstrap = \"" +
-        dst +
-        "\"\n"
-        "[[flow]]\nname = \"mock\"\nsource = \"src\"\ntarget = \"dst\"\n"
-        "topics = [\"orders\"]\nheartbeats = false\nrefresh_interval = \"1s\"\n";
-    auto cfg = rpl::conf::parse(text, "mock.toml");
-    REQUIRE_MESSAGE(cfg.has_value(), (cfg ? "" : cfg.error().message));
-    return std::move(cfg).value();
 }
 
 }  // namespace
@@ -118,12 +86,12 @@ TEST_CASE("flow_commits_again_after_its_runs_publisher_failed_fatally") {
     REQUIRE(rd_kafka_mock_broker_push_request_error_rtts(
                 dst.get(), 2, 0 /* Produce */, 1, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
                 0) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    produce(src.bootstrap(), "orders", 2, 1000);
+    mock_produce(src.bootstrap(), "orders", 2, 1000);
 
     scratch_dir dir;
     auto offsets = rpl::offsetsync::store::open(dir.path / "offsets");
     REQUIRE_MESSAGE(offsets.has_value(), (offsets ? "" : offsets.error().message));
-    const auto cfg = config_for(src.bootstrap(), dst.bootstrap());
+    const auto cfg = mock_flow_config(src.bootstrap(), dst.bootstrap());
     prometheus::Registry registry;
     auto metrics = rpl::replicator::make_mirror_metrics(registry);
     rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics, offsets.value().get()});
