@@ -289,6 +289,7 @@ struct produce_state {
     int64_t failed = 0;
     int64_t last_ack_ms = 0;
     std::string first_error;
+    std::vector<int64_t> acked_by_partition;  // so a short count on the target names its partition
 };
 
 void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
@@ -297,6 +298,8 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
         if (st->failed++ == 0) st->first_error = rd_kafka_err2str(m->err);
     } else {
         ++st->acked;
+        const auto p = static_cast<size_t>(m->partition);
+        if (p < st->acked_by_partition.size()) ++st->acked_by_partition[p];
     }
 }
 
@@ -327,6 +330,7 @@ int cmd_produce(const args& a) {
     make(h, RD_KAFKA_PRODUCER, a.positional[0], props, &on_delivery, &st);
     const std::string& topic = a.positional[1];
     const int partitions = partition_count(h.rk, topic);
+    st.acked_by_partition.assign(static_cast<size_t>(partitions), 0);
     rd_kafka_topic_t* rkt = rd_kafka_topic_new(h.rk, topic.c_str(), nullptr);
     const std::string pool = filler_pool(seed);
     std::string value(static_cast<size_t>(size), ' ');
@@ -380,10 +384,15 @@ int cmd_produce(const args& a) {
             st.first_error);
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
+    std::string by_partition;
+    for (const int64_t n : st.acked_by_partition)
+        by_partition += (by_partition.empty() ? "" : ",") + std::to_string(n);
     std::printf("{\"records\":%" PRId64 ",\"bytes\":%" PRId64 ",\"first_ms\":%" PRId64
                 ",\"last_ms\":%" PRId64
-                ",\"seconds\":%.3f,\"cpu_seconds\":%.3f,\"max_rss_kib\":%ld}\n",
-                st.acked, bytes, first_ms, last_ms, seconds, cpu, ru.ru_maxrss);
+                ",\"seconds\":%.3f,\"cpu_seconds\":%.3f,\"max_rss_kib\":%ld"
+                ",\"acked_by_partition\":[%s]}\n",
+                st.acked, bytes, first_ms, last_ms, seconds, cpu, ru.ru_maxrss,
+                by_partition.c_str());
     return 0;
 }
 
@@ -528,9 +537,15 @@ int cmd_watch(const args& a) {
         std::this_thread::sleep_for(100ms);
     }
     if (total < expect) {
+        // Each partition's log start and end, to set beside the producer's
+        // acknowledgements per partition when a count comes up short.
+        std::string ranges;
+        for (const auto& [lo, hi] : watermarks(h.rk, topic, partitions))
+            ranges += (ranges.empty() ? "" : ",") + std::string("[") + std::to_string(lo) + "," +
+                      std::to_string(hi) + "]";
         std::printf("{\"ok\":false,\"records\":%" PRId64 ",\"expect\":%" PRId64
-                    ",\"reason\":\"%s\"}\n",
-                    total, expect, gone ? "contender exited" : "timeout");
+                    ",\"reason\":\"%s\",\"partitions\":[%s]}\n",
+                    total, expect, gone ? "contender exited" : "timeout", ranges.c_str());
         return 1;
     }
     first_last fl;
