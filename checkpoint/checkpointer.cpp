@@ -204,6 +204,11 @@ Result<void> checkpointer::pass() {
             const auto it = last_.find(k);
             const bool known = it != last_.end();
             const bool rw = known && cp.upstream_offset < it->second.upstream;
+            // For the group sync, a rewind is judged against what the target
+            // group was last synced to: one whose sync failed or was skipped
+            // is still owed next pass, though its checkpoint went out.
+            const auto synced = synced_.try_emplace(k, cp.upstream_offset).first;
+            rewound[k] = cp.upstream_offset < synced->second;
             if (known && !rw && cp.downstream_offset < it->second.downstream) {
                 // The group moved forward but its translation moved back:
                 // runs were lost and rebuilt. The smaller answer is the safe
@@ -214,17 +219,20 @@ Result<void> checkpointer::pass() {
                           std::to_string(cp.downstream_offset) +
                           "; emitting the smaller, safe offset");
             }
-            rewound[k] = rw;
             if (!known || it->second.upstream != cp.upstream_offset ||
                 it->second.downstream != cp.downstream_offset)
                 to_emit.push_back(cp);
             cps.push_back(std::move(cp));
         }
         if (flow_.sync_group_offsets && !cps.empty()) {
-            if (auto r = sync_group(g.group_id, cps, rewound, st); !r) {
+            auto r = sync_group(g.group_id, cps, rewound, st);
+            if (!r) {
                 log_.warn("group sync of " + g.group_id + ": " + r.error().message);
                 if (metrics_ != nullptr)
                     metrics_->groups.Add({{"flow", flow_.name}, {"result", "error"}}).Increment();
+            } else if (r.value()) {
+                for (const auto& cp : cps)
+                    synced_[key{cp.group, cp.topic, cp.partition}] = cp.upstream_offset;
             }
         }
     }
@@ -289,6 +297,12 @@ Result<void> checkpointer::emit(const std::vector<kafka::mm2::checkpoint>& to_em
         const auto& cp = to_emit[i];
         if (outcome[i] != RD_KAFKA_RESP_ERR_NO_ERROR) {
             if (failed++ == 0) first = outcome[i];
+            // A failed report does not say the record is absent (a purged or
+            // timed-out request may still have been written): what the target
+            // holds for this key is unknown, so the next pass sends the
+            // group's position whatever it is, even the one last_ had (a
+            // rewind back to it would otherwise leave the newer one there).
+            last_.erase(key{cp.group, cp.topic, cp.partition});
             continue;
         }
         last_[key{cp.group, cp.topic, cp.partition}] = {cp.upstream_offset, cp.downstream_offset};
@@ -337,7 +351,7 @@ int64_t checkpointer::identity_bound(const std::string& topic, int32_t partition
     return back ? back.value() : 0;
 }
 
-Result<void> checkpointer::sync_group(const std::string& group,
+Result<bool> checkpointer::sync_group(const std::string& group,
                                       const std::vector<kafka::mm2::checkpoint>& cps,
                                       const std::map<key, bool>& rewound, checkpointer_status& st) {
     kafka::admin dst(target_->client(), 10s);
@@ -351,7 +365,7 @@ Result<void> checkpointer::sync_group(const std::string& group,
                   "); not syncing its offsets");
         if (metrics_ != nullptr)
             metrics_->groups.Add({{"flow", flow_.name}, {"result", "skipped_active"}}).Increment();
-        return ok();
+        return false;
     }
     RPL_TRY(current, dst.list_group_offsets(group));
     std::map<std::pair<std::string, int32_t>, int64_t> have;
@@ -364,14 +378,14 @@ Result<void> checkpointer::sync_group(const std::string& group,
             (rw && it->second != cp.downstream_offset))
             commit.push_back({cp.topic, cp.partition, cp.downstream_offset});
     }
-    if (commit.empty()) return ok();
+    if (commit.empty()) return true;
     RPL_TRY(dst.alter_group_offsets(group, commit));
     st.synced.push_back(group);
     log_.debug("synced " + std::to_string(commit.size()) + " offset(s) of group " + group + " on " +
                flow_.target);
     if (metrics_ != nullptr)
         metrics_->groups.Add({{"flow", flow_.name}, {"result", "synced"}}).Increment();
-    return ok();
+    return true;
 }
 
 }  // namespace rpl::checkpoint

@@ -13,6 +13,11 @@
 //   - Group sync only moves a target group forward (same rewind exception),
 //     and never touches a group with active members on the target: such a
 //     group is skipped, logged and counted, never an error.
+//   - A rewind stays owed to the target group until a sync of that group
+//     succeeds: it is judged against the position last synced (synced_),
+//     not the last checkpoint emitted, so a sync that failed or was skipped
+//     (active group) does not lose it. The target group then moves to the
+//     translation of the source group's current position, never past it.
 //   - A checkpoint counts as emitted (in last_, the metrics and the local
 //     store) only once the target acknowledged it; one that failed is sent
 //     again next pass.
@@ -114,7 +119,9 @@ private:
     [[nodiscard]] Result<void> pass();
     // Sends the checkpoints that changed; only those the target
     // acknowledged are recorded in last_ (and local_). errc::kafka if any
-    // was not delivered: it is sent again next pass.
+    // was not delivered: its entry in last_ is dropped (the record may have
+    // landed all the same), so next pass sends the group's position then,
+    // even if it went back to the one last acknowledged.
     [[nodiscard]] Result<void> emit(const std::vector<kafka::mm2::checkpoint>& to_emit);
     [[nodiscard]] Result<void> ensure_topic();
     // Identity naming with a reverse flow: bring its runs (published on this
@@ -128,7 +135,9 @@ private:
     // source below the group's position (the reverse flow's runs).
     [[nodiscard]] int64_t identity_bound(const std::string& topic, int32_t partition,
                                          int64_t upstream) const;
-    [[nodiscard]] Result<void> sync_group(const std::string& group,
+    // true: the target group now agrees with `cps` (committed, or already
+    // there or ahead); false: skipped, it has active members on the target.
+    [[nodiscard]] Result<bool> sync_group(const std::string& group,
                                           const std::vector<kafka::mm2::checkpoint>& cps,
                                           const std::map<key, bool>& rewound,
                                           checkpointer_status& st);
@@ -151,6 +160,11 @@ private:
     std::optional<kafka::producer> target_;  // checkpoints, admin on the target
     bool topic_ready_ = false;
     std::map<key, last_checkpoint> last_;
+    // The source group's committed offset as of the last sync of its target
+    // group that succeeded (or as first seen). A source offset below it is a
+    // rewind the target group still owes; last_ cannot tell, since it moves
+    // on when the checkpoint is emitted, whatever became of the sync.
+    std::map<key, int64_t> synced_;
     bool reverse_local_ = false;     // the reverse flow runs in this process
     int64_t reverse_runs_next_ = 0;  // catch-up position in the source's runs topic
     std::map<std::pair<std::string, int32_t>, int64_t> reverse_committed_;

@@ -1,0 +1,156 @@
+// Group offset sync when a source group rewinds and the sync of that pass
+// does not happen. The checkpointer is driven pass by pass (run_once) over
+// the test bed (primary -> dr), with an offset index built by hand: records
+// 0..9 of the source partition sit at 100..109 on the target.
+#include "checkpoint/checkpointer.h"
+#include "checkpoint/failover.h"
+#include "conf/config.h"
+#include "kafka/mm2.h"
+#include "offsetsync/store.h"
+#include "tests/integration/group_consumer.h"
+#include "tests/integration/support.h"
+
+#include <doctest/doctest.h>
+#include <librdkafka/rdkafka.h>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+using namespace rpl::test;
+
+namespace {
+
+// Commits `offset` for group on topic/0 without joining it (an operator's
+// reset, as kafka-consumer-groups --reset-offsets does on an idle group).
+void commit_source(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                   int64_t offset) {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
+    rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof err);
+    rd_kafka_t* c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    REQUIRE(c != nullptr);
+    rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic.c_str(), 0)->offset = offset;
+    const auto e = rd_kafka_commit(c, l, 0);
+    const auto pe = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(c);
+    REQUIRE_MESSAGE(e == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_err2str(e));
+    REQUIRE_MESSAGE(pe == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_err2str(pe));
+}
+
+// True once the consumer has joined its group and holds a partition.
+bool assigned(consumer& c) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(c.rk, 100);
+    if (m != nullptr) rd_kafka_message_destroy(m);
+    rd_kafka_topic_partition_list_t* a = nullptr;
+    if (rd_kafka_assignment(c.rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR) return false;
+    const bool has = a->cnt > 0;
+    rd_kafka_topic_partition_list_destroy(a);
+    return has;
+}
+
+}  // namespace
+
+// Guards against: a rewind was judged against the last checkpoint emitted.
+// The pass that saw the rewind emitted its checkpoint but could not sync the
+// target group (active there, so left alone; or the sync failed); the next
+// pass compared with that checkpoint, saw no rewind, and only moved the
+// target group forward. It stayed at 108 while the source group was back at
+// 3 (103 on the target): consumers failing over skipped 103..107.
+TEST_CASE("rewind_of_a_source_group_reaches_the_target_group_once_a_sync_succeeds") {
+    const auto& b = testbed();
+    const std::string topic = unique("gsrw");
+    const std::string group = unique("gsrw-group");
+    const std::string target_topic = "src." + topic;
+    create_topic(b.primary, topic, 1);
+    create_topic(b.dr, target_topic, 1);
+
+    const std::string text =
+        "[daemon]\nadmin_listen = \"127.0.0.1:0\"\n"
+        "[clusters.src]\nbootstrap = \"" +
+        b.primary +
+        "\"\n"
+        "[clusters.dst]\nbootstrap = \"" +
+        b.dr +
+        "\"\n"
+        "[[flow]]\nname = \"gsrw\"\nsource = \"src\"\ntarget = \"dst\"\n"
+        "topics = [\"" +
+        topic + "\"]\ngroups = [\"" + group +
+        "\"]\nsync_group_offsets = true\nemit_checkpoints = true\n";
+    auto cfg = rpl::conf::parse(text, "gsrw.toml");
+    REQUIRE_MESSAGE(cfg.has_value(), (cfg ? "" : cfg.error().message));
+    const auto& flow = cfg.value().flows.at(0);
+
+    const auto dir = std::filesystem::path(temp_dir()) / unique("gsrw-offsets");
+    auto store = rpl::offsetsync::store::open(dir);
+    REQUIRE(store.has_value());
+    for (int64_t i = 0; i < 10; ++i)
+        REQUIRE(store.value()->record("gsrw", topic, 0, target_topic, i, 100 + i).has_value());
+    REQUIRE(store.value()->flush("gsrw").has_value());
+
+    rpl::checkpoint::checkpointer cp(flow, cfg.value(), *store.value(), nullptr);
+    REQUIRE(cp.open().has_value());  // no thread: the passes below are the only ones
+
+    auto pass = [&] {
+        auto r = cp.run_once();
+        REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
+    };
+    auto on_target = [&] { return committed_offsets(b.dr, group, target_topic, 1).at(0); };
+    const rpl::kafka::endpoint dr{"dst", b.dr, {}};
+    const rpl::Logger log("test");
+    auto checkpoint_on_target = [&]() -> std::optional<int64_t> {
+        auto cps = rpl::checkpoint::read_checkpoints(dr, "src", std::chrono::seconds(10), log);
+        REQUIRE_MESSAGE(cps.has_value(), (cps ? "" : cps.error().message));
+        for (const auto& s : cps.value())
+            if (s.cp.group == group && s.cp.topic == target_topic && s.cp.partition == 0)
+                return s.cp.downstream_offset;
+        return std::nullopt;
+    };
+
+    // The group has read 0..7 on the source; the target group follows.
+    commit_source(b.primary, group, topic, 8);
+    pass();
+    REQUIRE(on_target() == 108);
+
+    {
+        // The same group is active on dr while an operator rewinds it on the
+        // source to re-read from 3.
+        consumer active(b.dr, group, "earliest");
+        active.subscribe(target_topic);
+        REQUIRE_EVENTUALLY(30s, assigned(active));
+        commit_source(b.primary, group, topic, 3);
+        pass();
+        // An active group's offsets are its own: left alone, skipped, no error.
+        const auto st = cp.status();
+        CHECK(st.skipped.size() == 1);
+        CHECK(st.synced.empty());
+        CHECK(on_target() == 108);
+        // The rewind's checkpoint went out all the same.
+        CHECK(checkpoint_on_target() == 103);
+    }  // the consumer leaves the group on dr
+
+    // Passes until one finds the group idle on dr; that pass owes it the rewind.
+    auto pass_not_skipped = [&] {
+        pass();
+        return cp.status().skipped.empty();
+    };
+    REQUIRE_EVENTUALLY(30s, pass_not_skipped());
+    CHECK(cp.status().synced.size() == 1);
+    CHECK(on_target() == 103);
+    CHECK(checkpoint_on_target() == 103);
+
+    // Once there, the target group is not moved again while nothing changes,
+    // and a forward move of the source group still follows.
+    pass();
+    CHECK(cp.status().synced.empty());
+    commit_source(b.primary, group, topic, 6);
+    pass();
+    CHECK(on_target() == 106);
+
+    delete_topic(b.primary, topic);
+    delete_topic(b.dr, target_topic);
+}
