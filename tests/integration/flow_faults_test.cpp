@@ -25,18 +25,6 @@ std::string flow_config(const std::string& flow, const std::string& topic,
            "\"]\nrefresh_interval = \"1s\"\nheartbeats = false\n" + extra;
 }
 
-void produce_n(const std::string& topic, int32_t partition, int from, int n) {
-    producer p(testbed().primary);
-    for (int i = from; i < from + n; ++i) {
-        record r;
-        r.partition = partition;
-        r.key = "k" + std::to_string(i);
-        r.value = "v" + std::to_string(i);
-        p.produce(topic, r);
-    }
-    p.flush();
-}
-
 // DeleteRecords up to `offset` (exclusive) with Kafka's own tool.
 void delete_records(const std::string& topic, int32_t partition, int64_t offset) {
     const std::string json = write_file(
@@ -75,16 +63,16 @@ TEST_SUITE("flow faults") {
         const std::string target = "primary." + topic;
         create_topic(testbed().primary, topic, 1);
         const std::string cfg = write_file(unique("retain") + ".toml", flow_config(flow, topic));
-        produce_n(topic, 0, 0, 100);
+        produce_numbered(topic, 0, 0, 100);
         {
             daemon_process d(cfg, temp_dir() + "/" + unique("retain-a") + ".log");
             REQUIRE_EVENTUALLY(60s, end_offsets(testbed().dr, target) == 100);
             d.signal(SIGTERM);
             REQUIRE(d.wait(30s).has_value());
         }
-        produce_n(topic, 0, 100, 100);  // offsets 100..199, never copied
+        produce_numbered(topic, 0, 100, 100);  // offsets 100..199, never copied
         delete_records(topic, 0, 150);  // 100..149 are gone
-        produce_n(topic, 0, 200, 50);   // 200..249
+        produce_numbered(topic, 0, 200, 50);   // 200..249
         const std::string log_path = temp_dir() + "/" + unique("retain-b") + ".log";
         daemon_process d(cfg, log_path);
         REQUIRE_EVENTUALLY(60s, end_offsets(testbed().dr, target) == 200);
@@ -113,7 +101,7 @@ TEST_SUITE("flow faults") {
         const std::string target = "primary." + topic;
         create_topic(testbed().primary, topic, 1);
         const std::string cfg = write_file(unique("recreate") + ".toml", flow_config(flow, topic));
-        produce_n(topic, 0, 0, 100);
+        produce_numbered(topic, 0, 0, 100);
         {
             daemon_process d(cfg, temp_dir() + "/" + unique("recreate-a") + ".log");
             REQUIRE_EVENTUALLY(60s, end_offsets(testbed().dr, target) == 100);
@@ -129,7 +117,7 @@ TEST_SUITE("flow faults") {
                 return false;  // still being deleted
             }
         }());
-        produce_n(topic, 0, 1000, 30);  // offsets 0..29 of the new topic
+        produce_numbered(topic, 0, 1000, 30);  // offsets 0..29 of the new topic
         daemon_process d(cfg, temp_dir() + "/" + unique("recreate-b") + ".log");
         REQUIRE_EVENTUALLY(60s, end_offsets(testbed().dr, target) == 130);
         const auto on_dr = values_on(testbed().dr, target);

@@ -459,6 +459,18 @@ void producer::flush() {
                                  " deliveries failed: " + failures_->last);
 }
 
+void produce_numbered(const std::string& topic, int32_t partition, int from, int count) {
+    producer p(testbed().primary);
+    for (int i = from; i < from + count; ++i) {
+        record r;
+        r.partition = partition;
+        r.key = "k" + std::to_string(i);
+        r.value = "v" + std::to_string(i);
+        p.produce(topic, r);
+    }
+    p.flush();
+}
+
 daemon_process::daemon_process(const std::string& config_path, const std::string& log_path)
     : log_path_(log_path) {
     pid_ = ::fork();

@@ -103,6 +103,10 @@ private:
     rd_kafka_t* rk_ = nullptr;
 };
 
+// Records k<i>/v<i> for i in [from, from + count) to one partition of a
+// primary topic, flushed: data whose offsets a test can predict.
+void produce_numbered(const std::string& topic, int32_t partition, int from, int count);
+
 // replicatord as a child process, stderr to a log file.
 class daemon_process {
 public:

@@ -135,18 +135,6 @@ struct bench {
     }
 };
 
-void produce(const std::string& topic, int from, int count, int32_t partition = 0) {
-    producer p(testbed().primary);
-    for (int i = from; i < from + count; ++i) {
-        record r;
-        r.partition = partition;
-        r.key = "k" + std::to_string(i);
-        r.value = "v" + std::to_string(i);
-        p.produce(topic, r);
-    }
-    p.flush();
-}
-
 void commit_group(const std::string& group, const std::string& topic, int64_t offset) {
     kafka::endpoint ep{"primary", testbed().primary, {}};
     auto c = kafka::consumer::create(ep, group, {}, Logger("test"));
@@ -196,7 +184,7 @@ TEST_SUITE("tap_trust") {
         // group's commit, with lag and RPO 0.
         bench b;
         create_topic(testbed().primary, b.topic, 1);
-        produce(b.topic, 0, 20);
+        produce_numbered(b.topic, 0, 0, 20);
         commit_group("replicatord.tap." + b.name, b.topic, 15);
         auto t = b.make();
         REQUIRE_EVENTUALLY(30s, b.archived().end == 20);
@@ -218,7 +206,7 @@ TEST_SUITE("tap_trust") {
         // archived in any store the tap can still reach.
         bench b;
         create_topic(testbed().primary, b.topic, 1);
-        produce(b.topic, 0, 20);
+        produce_numbered(b.topic, 0, 0, 20);
         delete_records(b.topic, 10);
         commit_group("replicatord.tap." + b.name, b.topic, 5);
         auto t = b.make();
@@ -242,13 +230,13 @@ TEST_SUITE("tap_trust") {
         // count them, and verify list them.
         bench b;
         create_topic(testbed().primary, b.topic, 1);
-        produce(b.topic, 0, 10);
+        produce_numbered(b.topic, 0, 0, 10);
         {
             auto t = b.make();
             REQUIRE_EVENTUALLY(30s, b.archived().end == 10);
             t->stop();
         }
-        produce(b.topic, 10, 10);
+        produce_numbered(b.topic, 0, 10, 10);
         delete_records(b.topic, 15);  // offsets 10..14 never reached the archive
         auto t = b.make();
         REQUIRE_EVENTUALLY(30s, b.archived().end == 20);
@@ -280,7 +268,7 @@ TEST_SUITE("tap_trust") {
         // recreated topic and silently discarding every record below it.
         bench b;
         create_topic(testbed().primary, b.topic, 1);
-        produce(b.topic, 0, 10);
+        produce_numbered(b.topic, 0, 0, 10);
         {
             auto t = b.make();
             REQUIRE_EVENTUALLY(30s, b.archived().end == 10);
@@ -296,7 +284,7 @@ TEST_SUITE("tap_trust") {
                 return false;  // still being deleted
             }
         }());
-        produce(b.topic, 0, 3);
+        produce_numbered(b.topic, 0, 0, 3);
         auto t = b.make();
         REQUIRE_EVENTUALLY(30s, b.archived().records == 13);
         CHECK(b.counter("replicatord_tap_topic_resets_total") == 1);
@@ -316,7 +304,7 @@ TEST_SUITE("tap_trust") {
         // regex_error) called std::terminate and ended every flow and tap.
         bench b;
         create_topic(testbed().primary, b.topic, 1);
-        produce(b.topic, 0, 5);
+        produce_numbered(b.topic, 0, 0, 5);
         auto ks = std::make_unique<knob_store>(b.file_store());
         ks->throw_on_segment = true;
         auto t = b.make(std::move(ks));
@@ -332,8 +320,8 @@ TEST_SUITE("tap_trust") {
         // tap never rejoined, and the whole group stood still.
         bench b;
         create_topic(testbed().primary, b.topic, 2);
-        produce(b.topic, 0, 5, 0);
-        produce(b.topic, 0, 5, 1);
+        produce_numbered(b.topic, 0, 0, 5);
+        produce_numbered(b.topic, 1, 0, 5);
         auto ks = std::make_unique<knob_store>(b.file_store());
         auto* knobs = ks.get();
         knobs->block_segments = true;
@@ -367,7 +355,7 @@ TEST_SUITE("tap_trust") {
         // group membership: max.poll.interval.ms evicts the tap).
         bench b;
         create_topic(testbed().primary, b.topic, 1);
-        produce(b.topic, 0, 5);
+        produce_numbered(b.topic, 0, 0, 5);
         auto ks = std::make_unique<knob_store>(b.file_store());
         auto* knobs = ks.get();
         knobs->block_segments = true;
