@@ -71,7 +71,7 @@ TEST_SUITE("flow faults") {
             REQUIRE(d.wait(30s).has_value());
         }
         produce_numbered(topic, 0, 100, 100);  // offsets 100..199, never copied
-        delete_records(topic, 0, 150);  // 100..149 are gone
+        delete_records(topic, 0, 150);         // 100..149 are gone
         produce_numbered(topic, 0, 200, 50);   // 200..249
         const std::string log_path = temp_dir() + "/" + unique("retain-b") + ".log";
         daemon_process d(cfg, log_path);
