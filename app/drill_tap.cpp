@@ -10,7 +10,9 @@
 //   drill.<topic>/p ──replicatord.source.offset──> source <topic>/p at that
 //       offset: key, value, headers, timestamp equal? (every record, or
 //       --sample N per partition; a record the source no longer holds is
-//       "gone", not a failure)
+//       "gone", not a failure; after a recreated source topic the archive
+//       holds epochs (catalogue.h): the newest epoch's records are compared
+//       at archive offset - base, earlier epochs' are gone)
 //   delete drill.<topic> on SCRATCH (unless --keep) ──> report, exit code
 //
 // Invariants: the drill writes only to topics it created itself on the
@@ -119,7 +121,11 @@ struct partition_check {
     std::uint64_t checked = 0;
     std::uint64_t equal = 0;
     std::uint64_t differ = 0;
-    std::uint64_t gone = 0;  // no longer on the source (retention, compaction)
+    std::uint64_t gone = 0;  // no longer on the source (retention, compaction, recreation)
+    // Of the gone: records of an earlier epoch of a recreated topic.
+    std::uint64_t earlier_epoch = 0;
+    // The newest epoch's base: source offset = archive offset - base.
+    int64_t base = 0;
     [[nodiscard]] std::uint64_t missing() const {
         return planned > restored ? planned - restored : 0;
     }
@@ -179,6 +185,9 @@ struct drill_report {
     // ("topic/p offsets [a, b) ..."), and their count; those noticed inside
     // the window fail the drill.
     std::vector<std::string> losses;
+    // Partitions whose source topic was recreated (or truncated) while
+    // archived, one line each.
+    std::vector<std::string> recreated;
     std::uint64_t lost_records = 0;
     std::uint64_t lost_in_window = 0;
     std::vector<std::string> failures;  // why the drill failed; empty = pass
@@ -248,7 +257,10 @@ struct record_view {
     std::optional<std::string> value;
     std::vector<std::pair<std::string, std::optional<std::string>>> headers;
     int64_t timestamp = -1;
-    int64_t source_offset = -1;  // restored records: the replicatord.source.offset header
+    // Restored records: the replicatord.source.offset header, which carries
+    // the archive offset (the source offset unless the topic was recreated).
+    int64_t archive_offset = -1;
+    int64_t source_offset = -1;  // in the source topic as it is now
 };
 
 record_view view_of(const kafka::message& m, bool restored) {
@@ -261,7 +273,7 @@ record_view view_of(const kafka::message& m, bool restored) {
             const char* b = static_cast<const char*>(h.value);
             int64_t off = -1;
             if (b != nullptr && std::from_chars(b, b + h.size, off).ec == std::errc())
-                v.source_offset = off;
+                v.archive_offset = v.source_offset = off;
             return;
         }
         v.headers.emplace_back(std::string(h.name), bytes_of(h.value, h.size));
@@ -286,7 +298,9 @@ std::string difference(const record_view& restored, const record_view& source) {
 
 // Compares one restored partition with its source partition: every record
 // in one pass over both (their source offsets ascend), or `sample` records
-// spread evenly, each fetched where it is.
+// spread evenly, each fetched where it is. pc.base maps the newest epoch's
+// archive offsets to the source; below it, records of an earlier epoch are
+// no longer on the source.
 Result<void> verify_partition(kafka::reader& restored_rd, kafka::reader& source_rd,
                               const kafka::endpoint& scratch, const kafka::endpoint& source,
                               std::optional<int> sample, clock_type::time_point until,
@@ -313,19 +327,23 @@ Result<void> verify_partition(kafka::reader& restored_rd, kafka::reader& source_
             ++pc.equal;
         } else {
             ++pc.differ;
-            note(pc.topic, r.source_offset, d + " differ");
+            note(pc.topic, r.source_offset,
+                 d + " differ" +
+                     (pc.base != 0 ? " (archive offset " + std::to_string(r.archive_offset) + ")"
+                                   : std::string()));
         }
     };
     auto track = [&](const record_view& r) {
-        if (pc.first_offset < 0 || r.source_offset < pc.first_offset)
-            pc.first_offset = r.source_offset;
-        pc.last_offset = std::max(pc.last_offset, r.source_offset);
+        if (pc.first_offset < 0 || r.archive_offset < pc.first_offset)
+            pc.first_offset = r.archive_offset;
+        pc.last_offset = std::max(pc.last_offset, r.archive_offset);
     };
-    // A restored record to compare: it names its source offset, and the
-    // source still holds that offset. Otherwise it is counted and skipped.
+    // A restored record to compare: it names its archive offset, it belongs
+    // to the topic the source holds now (the newest epoch), and the source
+    // still holds that offset. Otherwise it is counted and skipped.
     auto comparable = [&](const kafka::message& m) -> std::optional<record_view> {
         record_view r = view_of(m, true);
-        if (r.source_offset < 0) {
+        if (r.archive_offset < 0) {
             ++pc.checked;
             ++pc.differ;
             note(pc.target_topic, m.offset(),
@@ -334,6 +352,12 @@ Result<void> verify_partition(kafka::reader& restored_rd, kafka::reader& source_
             return std::nullopt;
         }
         track(r);
+        if (r.archive_offset < pc.base) {
+            ++pc.gone;
+            ++pc.earlier_epoch;
+            return std::nullopt;
+        }
+        r.source_offset = r.archive_offset - pc.base;
         if (r.source_offset < swm.low || r.source_offset >= swm.high) {
             ++pc.gone;
             return std::nullopt;
@@ -524,11 +548,12 @@ std::string markdown(const drill_report& r) {
     std::vector<std::vector<std::string>> restored = {
         {"TOPIC", "RESTORED-AS", "PARTITION", "RECORDS", "SOURCE-OFFSETS"}};
     for (const auto& c : r.checks)
-        restored.push_back(
-            {c.topic, c.target_topic, std::to_string(c.partition), std::to_string(c.restored),
-             c.first_offset < 0
-                 ? "-"
-                 : std::to_string(c.first_offset) + ".." + std::to_string(c.last_offset)});
+        restored.push_back({c.topic, c.target_topic, std::to_string(c.partition),
+                            std::to_string(c.restored),
+                            c.first_offset < 0 ? "-"
+                                               : std::to_string(c.first_offset) + ".." +
+                                                     std::to_string(c.last_offset) +
+                                                     (c.base != 0 ? " (archive offsets)" : "")});
     o << md_table(restored);
 
     o << "\n## Archive RPO per partition\n\n";
@@ -547,7 +572,9 @@ std::string markdown(const drill_report& r) {
                     : std::string("every restored record"))
       << "; key, value, headers and timestamp compared with the source record at the offset in "
          "the `"
-      << backup::source_offset_header << "` header; " << fixed(r.verify_seconds) << " s.\n\n";
+      << backup::source_offset_header << "` header"
+      << (r.recreated.empty() ? "" : " (less the base of a recreated topic's epoch)") << "; "
+      << fixed(r.verify_seconds) << " s.\n\n";
     std::vector<std::vector<std::string>> ver = {{"TOPIC", "PARTITION", "PLANNED", "RESTORED",
                                                   "CHECKED", "EQUAL", "DIFFER", "GONE", "MISSING"}};
     for (const auto& c : r.checks)
@@ -562,8 +589,13 @@ std::string markdown(const drill_report& r) {
                    std::to_string(r.total(&partition_check::differ)),
                    std::to_string(r.total(&partition_check::gone)), std::to_string(r.missing())});
     o << md_table(ver);
-    o << "\nGONE: the source no longer holds the record (retention or compaction); not a "
-         "failure.\n";
+    o << "\nGONE: the source no longer holds the record (retention, compaction, or a recreated "
+         "topic); not a failure.\n";
+    if (!r.recreated.empty()) {
+        o << "\nRecreated topics (" << r.total(&partition_check::earlier_epoch)
+          << " restored record(s) from before a recreation, among the GONE):\n";
+        for (const auto& line : r.recreated) o << "- " << line << "\n";
+    }
     if (!r.differences.empty()) {
         o << "\nDifferences:\n";
         for (const auto& d : r.differences) o << "- " << d << "\n";
@@ -647,8 +679,9 @@ std::string json(const drill_report& r) {
       << ",\"checked\":" << r.total(&partition_check::checked)
       << ",\"equal\":" << r.total(&partition_check::equal)
       << ",\"differ\":" << r.total(&partition_check::differ)
-      << ",\"gone\":" << r.total(&partition_check::gone) << ",\"missing\":" << r.missing()
-      << ",\"partitions\":[";
+      << ",\"gone\":" << r.total(&partition_check::gone)
+      << ",\"earlier_epoch\":" << r.total(&partition_check::earlier_epoch)
+      << ",\"missing\":" << r.missing() << ",\"partitions\":[";
     for (std::size_t i = 0; i < r.checks.size(); ++i) {
         const auto& c = r.checks[i];
         o << (i ? "," : "") << "{\"topic\":" << conf::quoted_string(c.topic)
@@ -657,6 +690,7 @@ std::string json(const drill_report& r) {
           << ",\"restored\":" << c.restored << ",\"first_source_offset\":" << c.first_offset
           << ",\"last_source_offset\":" << c.last_offset << ",\"checked\":" << c.checked
           << ",\"equal\":" << c.equal << ",\"differ\":" << c.differ << ",\"gone\":" << c.gone
+          << ",\"earlier_epoch\":" << c.earlier_epoch << ",\"base\":" << c.base
           << ",\"missing\":" << c.missing() << "}";
     }
     o << "],\"differences\":" << json_strings(r.differences)
@@ -668,7 +702,7 @@ std::string json(const drill_report& r) {
       << ",\"errors\":" << json_strings(r.cleanup_errors) << "}";
     o << ",\"warnings\":" << json_strings(r.warnings);
     o << ",\"lost_records\":" << r.lost_records << ",\"lost_in_window\":" << r.lost_in_window
-      << ",\"losses\":" << json_strings(r.losses);
+      << ",\"losses\":" << json_strings(r.losses) << ",\"recreated\":" << json_strings(r.recreated);
     o << ",\"error\":" << (r.error.empty() ? "null" : conf::quoted_string(r.error));
     o << ",\"result\":\"" << (r.failures.empty() ? "pass" : "fail") << "\""
       << ",\"failures\":" << json_strings(r.failures) << "}\n";
@@ -861,6 +895,17 @@ Result<void> restore_and_verify(drill_context& d) {
             pc.target_topic = tp.target_topic;
             pc.partition = pp.partition;
             pc.planned = pp.records;
+            if (const auto& epochs = cat.epochs(tp.topic, pp.partition); !epochs.empty()) {
+                pc.base = epochs.back().base;
+                rep.recreated.push_back(
+                    tp.topic + "/" + std::to_string(pp.partition) +
+                    " was recreated or truncated at the source (" + std::to_string(epochs.size()) +
+                    " time(s), last recorded " + conf::format_timestamp(epochs.back().taken_ms) +
+                    "): archive offsets from " + std::to_string(pc.base) +
+                    " on hold the topic as it is now, at source offset = archive offset - " +
+                    std::to_string(pc.base) +
+                    "; the records below are no longer on the source and count as gone");
+            }
             const auto t = clock_type::now();
             RPL_TRY(verify_partition(restored_rd, source_rd, scratch_ep, source_ep, d.args.sample,
                                      until, pc, rep));
