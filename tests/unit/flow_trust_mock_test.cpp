@@ -1,0 +1,113 @@
+// Trust faults of the flow (issue 16, part 3) against librdkafka's in-process
+// mock cluster: each test holds a guarantee that an operator relies on
+// without looking, here that no failure stays silent.
+#include "conf/config.h"
+#include "replicator/flow.h"
+#include "tests/mock_cluster.h"
+
+#include <doctest/doctest.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using rpl::replicator::flow_state;
+using rpl::test::mock_cluster;
+using rpl::test::mock_flow_config;
+using rpl::test::mock_produce;
+
+constexpr int16_t offset_commit_api = 8;  // RD_KAFKAP_OffsetCommit
+constexpr const char* group = "replicatord.mock";
+
+// Polls `done` every 100 ms until it holds or `deadline` passes.
+bool eventually(const std::function<bool()>& done, std::chrono::seconds deadline) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < until) {
+        if (done()) return true;
+        std::this_thread::sleep_for(100ms);
+    }
+    return done();
+}
+
+// The group's committed offset per partition (negative where none).
+std::vector<int64_t> committed(const std::string& bootstrap, const std::string& topic,
+                               int partitions) {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
+    rd_kafka_conf_set(conf, "group.id", group, err, sizeof err);
+    rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
+    rd_kafka_t* c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    REQUIRE(c != nullptr);
+    rd_kafka_topic_partition_list_t* tpl = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(tpl, topic.c_str(), p);
+    std::vector<int64_t> out(static_cast<size_t>(partitions), -1);
+    if (rd_kafka_committed(c, tpl, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < tpl->cnt; ++i)
+            out[static_cast<size_t>(tpl->elems[i].partition)] = tpl->elems[i].offset;
+    }
+    rd_kafka_topic_partition_list_destroy(tpl);
+    rd_kafka_destroy(c);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("flow_reports_that_it_cannot_commit_while_source_commits_fail_then_recovers") {
+    // Guards against failed asynchronous commits never being read: the
+    // commit call returns at once and its answer came only to a callback
+    // nobody looked at, so a flow whose every commit the group refused kept
+    // reporting running and ready while a restart would re-send all since.
+    constexpr int records = 200;
+    mock_cluster src(1), dst(1);
+    src.create_topic("orders", 2);
+    dst.create_topic("src.orders", 2);
+    mock_produce(src.bootstrap(), "orders", 2, records);
+    // Every OffsetCommit refused with a non-retriable error: librdkafka hands
+    // it to the commit callback and does not retry.
+    const std::vector<rd_kafka_resp_err_t> refusals(5000,
+                                                    RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE);
+    rd_kafka_mock_push_request_errors_array(src.get(), offset_commit_api, refusals.size(),
+                                            refusals.data());
+
+    const auto cfg = mock_flow_config(src.bootstrap(), dst.bootstrap());
+    prometheus::Registry registry;
+    auto metrics = rpl::replicator::make_mirror_metrics(registry);
+    rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics});
+    REQUIRE(f.start().has_value());
+
+    // Commits have failed for 10 s: the state (and so /readyz) says why.
+    const bool stalled = eventually(
+        [&] {
+            const auto s = f.status();
+            return s.state == flow_state::backing_off &&
+                   s.last_error.find("cannot commit") != std::string::npos;
+        },
+        40s);
+    const auto seen = f.status();
+    const std::string state = rpl::replicator::to_string(seen.state);
+    CAPTURE(state);
+    CAPTURE(seen.last_error);
+    CHECK(stalled);
+    const auto none = committed(src.bootstrap(), "orders", 2);
+    CHECK(none[0] + none[1] < 0);
+
+    // The group takes commits again: the flow says so by itself.
+    rd_kafka_mock_clear_request_errors(src.get(), offset_commit_api);
+    CHECK(eventually(
+        [&] {
+            const auto c = committed(src.bootstrap(), "orders", 2);
+            return f.status().state == flow_state::running && c[0] + c[1] == records;
+        },
+        30s));
+    f.stop();
+}
