@@ -9,7 +9,8 @@
 // printed. On a terminal, lag and RPO are coloured against thresholds: RPO
 // against the flow's rpo_target (green below half, yellow below, red at or
 // over), lag against --lag-warn / --lag-crit. Plain text otherwise, or with
-// NO_COLOR set.
+// NO_COLOR set. A unit whose meter has no figure yet (null in /status) shows
+// "unknown" for lag and RPO, never 0.
 
 #include "app/ctl.h"
 #include "app/plan.h"
@@ -33,6 +34,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace rpl::app {
@@ -154,6 +156,20 @@ shade lag_shade(long long lag, const status_args& a) {
     return lag >= a.lag_warn ? shade::yellow : shade::green;
 }
 
+// JSON null (no figure yet) reads as a leaf "null" that is no number: the
+// cell says "unknown" in red, never a 0 that would claim safety.
+std::pair<std::string, shade> lag_cell(const boost::optional<long long>& lag,
+                                       const status_args& a) {
+    if (!lag) return {"unknown", shade::red};
+    return {std::to_string(*lag), lag_shade(*lag, a)};
+}
+
+std::pair<std::string, shade> rpo_cell(const boost::optional<double>& rpo,
+                                       const boost::optional<double>& target) {
+    if (!rpo) return {"unknown", shade::red};
+    return {seconds_text(*rpo), rpo_shade(*rpo, target)};
+}
+
 shade state_shade(const std::string& state) {
     if (state == "running") return shade::green;
     return state == "starting" ? shade::yellow : shade::red;
@@ -213,8 +229,8 @@ bool render(const std::string& body, const status_args& a, bool colour, std::ost
         for (const auto& [_, f] : *flows) {
             const auto state = f.get<std::string>("state", "?");
             all_running = all_running && state == "running";
-            const auto lag = f.get<long long>("lag", 0);
-            const auto rpo = f.get<double>("rpo_seconds", 0);
+            const auto lag = f.get_optional<long long>("lag");
+            const auto rpo = f.get_optional<double>("rpo_seconds");
             const auto target = f.get_optional<double>("rpo_target_seconds");
             std::string cp_age = "-";
             std::string groups = "-";
@@ -229,8 +245,8 @@ bool render(const std::string& body, const status_args& a, bool colour, std::ost
                  {f.get<std::string>("source", "?") + "->" + f.get<std::string>("target", "?"),
                   shade::none},
                  {state, state_shade(state)},
-                 {std::to_string(lag), lag_shade(lag, a)},
-                 {seconds_text(rpo), rpo_shade(rpo, target)},
+                 lag_cell(lag, a),
+                 rpo_cell(rpo, target),
                  {target ? seconds_text(*target) : "-", shade::none},
                  {cp_age, shade::none},
                  {groups, shade::none},
@@ -254,14 +270,14 @@ bool render(const std::string& body, const status_args& a, bool colour, std::ost
         for (const auto& [_, t] : *taps) {
             const auto state = t.get<std::string>("state", "?");
             all_running = all_running && state == "running";
-            const auto lag = t.get<long long>("lag", 0);
-            const auto rpo = t.get<double>("rpo_seconds", 0);
+            const auto lag = t.get_optional<long long>("lag");
+            const auto rpo = t.get_optional<double>("rpo_seconds");
             const auto target = t.get_optional<double>("rpo_target_seconds");
             rows.push_back({{t.get<std::string>("name", "?"), shade::none},
                             {t.get<std::string>("source", "?"), shade::none},
                             {state, state_shade(state)},
-                            {std::to_string(lag), lag_shade(lag, a)},
-                            {seconds_text(rpo), rpo_shade(rpo, target)},
+                            lag_cell(lag, a),
+                            rpo_cell(rpo, target),
                             {target ? seconds_text(*target) : "-", shade::none},
                             {t.get<std::string>("segments", "0"), shade::none},
                             {t.get<std::string>("storage", ""), shade::none},

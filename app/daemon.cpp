@@ -13,6 +13,8 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <optional>
+#include <string>
 
 namespace rpl::app {
 
@@ -45,6 +47,22 @@ Result<void> check_overlaps_now(const conf::Config& cfg, const Logger& log) {
     return check_overlaps(cfg, answered);
 }
 
+// The value of `key` in the request target's query (no percent-decoding:
+// the values the routes take need none).
+std::optional<std::string> query_value(const std::string& target, const std::string& key) {
+    const auto q = target.find('?');
+    if (q == std::string::npos) return std::nullopt;
+    size_t pos = q + 1;
+    while (pos <= target.size()) {
+        auto amp = target.find('&', pos);
+        if (amp == std::string::npos) amp = target.size();
+        const std::string item = target.substr(pos, amp - pos);
+        if (item.starts_with(key + "=")) return item.substr(key.size() + 1);
+        pos = amp + 1;
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 int run_daemon(const conf::Config& cfg) {
@@ -73,8 +91,18 @@ int run_daemon(const conf::Config& cfg) {
     };
     // Alive means every running unit's loop goes round, not just that this
     // thread answers: a wedged flow thread makes a liveness probe restart us.
-    routes["/healthz"] = [&running](const std::string&) {
-        const std::string why = running.not_healthy();
+    // ?stall=DUR lets the probe set the bound to fit its own period and
+    // failure threshold (default stall_bound).
+    routes["/healthz"] = [&running](const std::string& target) {
+        auto bound = std::chrono::duration_cast<std::chrono::milliseconds>(stall_bound);
+        if (const auto stall = query_value(target, "stall")) {
+            auto d = conf::parse_duration(*stall);
+            if (!d || d.value().count() <= 0)
+                return http_reply{400, "text/plain",
+                                  "stall: " + (d ? "must be positive" : d.error().message) + "\n"};
+            bound = d.value();
+        }
+        const std::string why = running.not_healthy(bound);
         return why.empty() ? http_reply{200, "text/plain", "ok\n"}
                            : http_reply{503, "text/plain", why + "\n"};
     };

@@ -10,6 +10,7 @@
 #include "replicator/flow.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 #include <utility>
@@ -571,9 +572,6 @@ reload_outcome supervisor::reload(const std::string& path) {
     }
     for (const auto& u : stopping) u->request_stop();
     for (const auto& u : stopping) u->join();
-    for (const auto& u : stopping)
-        if (std::find(out.removed.begin(), out.removed.end(), u->label()) != out.removed.end())
-            forget(*u);
 
     // The new set, in the new config's order.
     auto started = make_units(next, to_start);
@@ -590,6 +588,10 @@ reload_outcome supervisor::reload(const std::string& path) {
         units_ = next_units;
         current_ = next;
     }
+    // Only now, out of units_: /status reads a unit's series while it is listed.
+    for (const auto& u : stopping)
+        if (std::find(out.removed.begin(), out.removed.end(), u->label()) != out.removed.end())
+            forget(*u);
     stopping.clear();
     for (const auto& u : started) u->launch();
 
@@ -655,17 +657,29 @@ std::string supervisor::not_ready() const {
     return out;
 }
 
-std::string supervisor::not_healthy() const {
+std::string supervisor::not_healthy(std::chrono::milliseconds bound) const {
     std::string out;
     std::lock_guard lock(mu_);
     for (const auto& u : units_) {
         const auto v = u->look();
-        if (!v.loops || v.loop_age < stall_bound) continue;
+        if (!v.loops || v.loop_age < bound) continue;
         out += (out.empty() ? "" : "\n") + u->label() + " is " + v.state +
                " but its run loop has not gone round for " + whole_seconds(v.loop_age) +
-               " (bound " + whole_seconds(stall_bound) + ")";
+               " (bound " + conf::format_duration(bound) + ")";
     }
     return out;
+}
+
+std::optional<double> supervisor::published_rpo(const unit& u) const {
+    // The series is declared (NaN) with the unit and removed only after the
+    // unit left units_, so it is there to read; Has() keeps a read from ever
+    // declaring it again.
+    auto& family = u.flow_config() != nullptr ? mirror_metrics_.rpo : tap_metrics_.rpo;
+    const auto labels = u.labels();
+    if (!family.Has(labels)) return std::nullopt;
+    const double v = family.Add(labels).Value();
+    if (std::isnan(v)) return std::nullopt;
+    return v;
 }
 
 std::string supervisor::status_json() const {
@@ -675,12 +689,15 @@ std::string supervisor::status_json() const {
     o << "{\"config\":" << conf::quoted_string(current_ ? current_->path : "")
       << ",\"now_unix_ms\":" << now << ",\"reloading\":" << (reloading_ ? "true" : "false");
     // Fields every unit has, after its name and state. Lag and RPO are null
-    // until an instance has started: nothing is known, and 0 would claim safety.
-    const auto common = [&](const unit::view& v, int64_t lag, double rpo) {
+    // until the unit's meter has a figure (the gauge reads NaN until then):
+    // nothing is known, and 0 would claim safety. The RPO is the published
+    // gauge itself, so /status and /metrics never disagree.
+    const auto common = [&](const unit& u, const unit::view& v, int64_t lag) {
+        const auto rpo = published_rpo(u);
         o << ",\"restarts\":" << v.restarts << ",\"retry_in_seconds\":"
           << (v.retry_in_seconds ? json_number(*v.retry_in_seconds) : "null")
-          << ",\"lag\":" << (v.ran ? std::to_string(lag) : "null")
-          << ",\"rpo_seconds\":" << (v.ran ? json_number(rpo) : "null")
+          << ",\"lag\":" << (v.ran && rpo ? std::to_string(lag) : "null")
+          << ",\"rpo_seconds\":" << (v.ran && rpo ? json_number(*rpo) : "null")
           << ",\"last_error\":" << conf::quoted_string(v.last_error);
     };
     o << ",\"flows\":[";
@@ -694,7 +711,7 @@ std::string supervisor::status_json() const {
         o << (first ? "" : ",") << "{\"name\":" << conf::quoted_string(fc->name) << ",\"state\":\""
           << v.state << "\",\"source\":" << conf::quoted_string(fc->source)
           << ",\"target\":" << conf::quoted_string(fc->target);
-        common(v, s.lag, s.rpo_seconds);
+        common(*u, v, s.lag);
         o << ",\"rpo_target_seconds\":" << json_seconds(fc->rpo_target)
           << ",\"rto_target_seconds\":" << json_seconds(fc->rto_target)
           << ",\"topics\":" << json_strings(s.topics) << ",\"checkpoints\":";
@@ -725,7 +742,7 @@ std::string supervisor::status_json() const {
         o << (first ? "" : ",") << "{\"name\":" << conf::quoted_string(tc->name) << ",\"state\":\""
           << v.state << "\",\"source\":" << conf::quoted_string(tc->source)
           << ",\"storage\":" << conf::quoted_string(conf::masked_url(tc->storage));
-        common(v, s.lag, s.rpo_seconds);
+        common(*u, v, s.lag);
         o << ",\"rpo_target_seconds\":" << json_seconds(tc->rpo_target)
           << ",\"rto_target_seconds\":" << json_seconds(tc->rto_target)
           << ",\"segments\":" << s.segments << ",\"topics\":" << json_strings(s.topics) << "}";

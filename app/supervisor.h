@@ -66,7 +66,8 @@ struct reload_outcome {
 };
 
 // A unit in a running state whose run loop has not gone round for this long
-// is wedged: /healthz answers 503 naming it.
+// is wedged: /healthz answers 503 naming it. A probe may ask for its own
+// bound (/healthz?stall=90s) to match its own period and threshold.
 inline constexpr std::chrono::seconds stall_bound{60};
 
 class supervisor {
@@ -96,8 +97,8 @@ public:
     // its name, state and cause.
     [[nodiscard]] std::string not_ready() const;
     // "" unless a unit in a running state has not gone round its run loop for
-    // stall_bound: then one line per such unit.
-    [[nodiscard]] std::string not_healthy() const;
+    // `bound`: then one line per such unit.
+    [[nodiscard]] std::string not_healthy(std::chrono::milliseconds bound = stall_bound) const;
 
 private:
     class unit;
@@ -112,6 +113,8 @@ private:
         const std::shared_ptr<const conf::Config>& cfg, const std::set<std::string>& which);
     void reload_loop() noexcept;
     void forget(const unit& u) noexcept;
+    // The unit's RPO gauge, nullopt while it reads NaN (no figure yet).
+    [[nodiscard]] std::optional<double> published_rpo(const unit& u) const;
 
     Logger log_;
     replicator::mirror_metric_families mirror_metrics_;

@@ -24,6 +24,7 @@
 #include <csignal>
 #include <fstream>
 #include <list>
+#include <sstream>
 #include <thread>
 
 using namespace rpl::test;
@@ -54,8 +55,12 @@ std::pair<int, int> free_ports() {
 }
 
 // Forwards every connection to 127.0.0.1:from_port to 127.0.0.1:to_port.
+// While held, it accepts and keeps every connection but moves no byte either
+// way: a peer that accepts TCP and never answers.
 class forwarder {
 public:
+    void hold(bool on) { held_ = on; }
+
     forwarder(int from_port, int to_port) : to_port_(to_port) {
         fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
         const int one = 1;
@@ -100,6 +105,10 @@ private:
         pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
         char buf[65536];
         while (!stop_) {
+            if (held_) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                continue;
+            }
             if (::poll(fds, 2, 100) <= 0) continue;
             bool closed = false;
             for (int i = 0; i < 2 && !closed; ++i) {
@@ -122,6 +131,7 @@ private:
     int to_port_;
     int fd_ = -1;
     std::atomic<bool> stop_{false};
+    std::atomic<bool> held_{false};
     std::list<std::thread> pumps_;  // written by the acceptor only, joined after it
     std::thread acceptor_;
 };
@@ -314,4 +324,95 @@ TEST_CASE("healthz_answers_while_a_reload_waits_on_a_cluster_that_does_not_answe
     CHECK(d.wait(30s) == std::optional<int>(0));
     delete_topic(b.primary, topic);
     delete_topic(b.dr, "primary." + topic);
+}
+
+TEST_CASE("healthz_names_a_tap_whose_run_loop_is_wedged_on_a_store_that_stopped_answering") {
+    // Guards against a liveness probe that answers ok while a unit's thread
+    // is stuck: /healthz only proved that the admin thread answered. Here
+    // the tap's run loop really blocks, in a store call made on its own
+    // thread (recording a topic that grew) against an S3 endpoint that
+    // accepts connections and never answers; the probe asks for a short
+    // bound (?stall=2s) so the test takes seconds, not the default minute.
+    const auto& b = testbed();
+    const std::string topic = unique("sv-wedge");
+    create_topic(b.primary, topic, 1);
+    produce_n(topic, 10);
+    const int s3_port = free_ports().first;
+    forwarder s3(s3_port, port_of(b.s3_endpoint));
+    const std::string store = "s3://" + b.s3_bucket + "/" + unique("sv-wedge") +
+                              "?endpoint=http://127.0.0.1:" + std::to_string(s3_port) +
+                              "&path_style=true&region=us-east-1";
+    const std::string cfg =
+        head() + "[[tap]]\nname = \"stuck\"\nsource = \"primary\"\ntopics = [\"" + topic +
+        "\"]\nstorage = \"" + store + "\"\ns3_access_key = \"" + b.s3_access_key +
+        "\"\ns3_secret_key = \"" + b.s3_secret_key + "\"\nsegment_max_interval = \"1s\"\n";
+    daemon_process d(write_file(unique("sv-wedge") + ".toml", cfg),
+                     temp_dir() + "/" + unique("sv-wedge") + ".log");
+    INFO(d.log());
+    REQUIRE_EVENTUALLY(20s, d.admin_port() > 0);
+    const int port = d.admin_port();
+    REQUIRE_EVENTUALLY(60s, has(http_get(port, "/metrics"),
+                                "replicatord_tap_records_archived_total{tap=\"stuck\"} 10"));
+    REQUIRE_EVENTUALLY(10s, http_get(port, "/healthz?stall=2s") == "ok\n");
+    CHECK(has(http_get(port, "/healthz?stall=0s"), "stall: must be positive"));
+
+    // The store stops answering; the topic grows, so the tap's next
+    // discovery stores the topic's new shape and waits on the store.
+    s3.hold(true);
+    add_partitions(b.primary, topic, 2);
+    REQUIRE_EVENTUALLY(30s, has(http_get(port, "/healthz?stall=2s"),
+                                "tap stuck is running but its run loop has not gone round"));
+    // The default bound (60 s) is not reached yet.
+    CHECK(http_get(port, "/healthz") == "ok\n");
+
+    // The store answers again: the call returns, the loop goes round.
+    s3.hold(false);
+    REQUIRE_EVENTUALLY(30s, http_get(port, "/healthz?stall=2s") == "ok\n");
+
+    d.signal(SIGTERM);
+    CHECK(d.wait(30s) == std::optional<int>(0));
+    delete_topic(b.primary, topic);
+}
+
+TEST_CASE("replicatorctl_status_shows_rpo_and_lag_unknown_for_a_unit_without_a_figure") {
+    // Guards against replicatorctl status printing "0.0s" and "0" for a unit
+    // whose /status figures are null (no figure yet, or never started): the
+    // JSON null failed to parse as a number and the table fell back to 0,
+    // which reads as safe.
+    const auto& b = testbed();
+    const std::string topic = unique("sv-unk");
+    create_topic(b.primary, topic, 1);
+    const std::string cfg =
+        head("[clusters.nowhere]\nbootstrap = \"127.0.0.1:" + std::to_string(free_ports().first) +
+             "\"\n\n") +
+        flow_section("unknown", "nowhere", topic);
+    daemon_process d(write_file(unique("sv-unk") + ".toml", cfg),
+                     temp_dir() + "/" + unique("sv-unk") + ".log");
+    INFO(d.log());
+    REQUIRE_EVENTUALLY(20s, d.admin_port() > 0);
+    const int port = d.admin_port();
+    REQUIRE_EVENTUALLY(30s, [&] {
+        const auto s = unit_status(port, "unknown");
+        return s && s->str("state") == "failed";
+    }());
+    CHECK(has(http_get(port, "/status"), "\"lag\":null,\"rpo_seconds\":null"));
+
+    const auto r = run({ctl_bin(), "status", "--admin", "127.0.0.1:" + std::to_string(port)});
+    INFO(show(r));
+    std::string row;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);)
+        if (line.starts_with("unknown ")) row = line;
+    REQUIRE_FALSE(row.empty());
+    // LAG and RPO, the fourth and fifth columns.
+    std::istringstream cols(row);
+    std::string name, route, state, lag, rpo;
+    cols >> name >> route >> state >> lag >> rpo;
+    CHECK(state == "failed");
+    CHECK(lag == "unknown");
+    CHECK(rpo == "unknown");
+
+    d.signal(SIGTERM);
+    CHECK(d.wait(30s) == std::optional<int>(0));
+    delete_topic(b.primary, topic);
 }
