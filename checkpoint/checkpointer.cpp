@@ -109,6 +109,17 @@ Result<void> checkpointer::open() {
                     if (it != reports_.end()) it->second = d.err;
                 }));
     target_.emplace(std::move(tp));
+    // The rewinds still owed to target groups, from before a restart.
+    if (local_ != nullptr) {
+        if (auto synced = local_->synced(flow_.name); synced) {
+            for (const auto& cp : synced.value())
+                synced_[key{cp.group, cp.topic, cp.partition}] = cp.upstream_offset;
+        } else {
+            log_.warn(synced.error().message +
+                      "; rewinds owed to target groups from before "
+                      "this start are not known");
+        }
+    }
     return ok();
 }
 
@@ -182,6 +193,7 @@ Result<void> checkpointer::pass() {
         }
         std::vector<kafka::mm2::checkpoint> cps;
         std::map<key, bool> rewound;
+        std::vector<kafka::mm2::checkpoint> synced_changed;  // to keep in local_
         for (const auto& tp : offsets.value()) {
             if (!policy_.mirrored(tp.topic)) continue;
             auto tr = store_.translate(flow_.name, tp.topic, tp.partition, tp.offset);
@@ -207,7 +219,8 @@ Result<void> checkpointer::pass() {
             // For the group sync, a rewind is judged against what the target
             // group was last synced to: one whose sync failed or was skipped
             // is still owed next pass, though its checkpoint went out.
-            const auto synced = synced_.try_emplace(k, cp.upstream_offset).first;
+            const auto [synced, first_seen] = synced_.try_emplace(k, cp.upstream_offset);
+            if (first_seen) synced_changed.push_back(cp);
             rewound[k] = cp.upstream_offset < synced->second;
             if (known && !rw && cp.downstream_offset < it->second.downstream) {
                 // The group moved forward but its translation moved back:
@@ -231,9 +244,18 @@ Result<void> checkpointer::pass() {
                 if (metrics_ != nullptr)
                     metrics_->groups.Add({{"flow", flow_.name}, {"result", "error"}}).Increment();
             } else if (r.value()) {
-                for (const auto& cp : cps)
-                    synced_[key{cp.group, cp.topic, cp.partition}] = cp.upstream_offset;
+                for (const auto& cp : cps) {
+                    auto& upstream = synced_[key{cp.group, cp.topic, cp.partition}];
+                    if (upstream == cp.upstream_offset) continue;
+                    upstream = cp.upstream_offset;
+                    synced_changed.push_back(cp);
+                }
             }
+        }
+        if (local_ != nullptr && !synced_changed.empty()) {
+            // Lost, a rewind owed would be forgotten at the next start.
+            if (auto r = local_->put_synced(flow_.name, synced_changed); !r)
+                log_.warn(r.error().message);
         }
     }
 

@@ -16,8 +16,9 @@
 //   - A rewind stays owed to the target group until a sync of that group
 //     succeeds: it is judged against the position last synced (synced_),
 //     not the last checkpoint emitted, so a sync that failed or was skipped
-//     (active group) does not lose it. The target group then moves to the
-//     translation of the source group's current position, never past it.
+//     (active group) does not lose it, nor does a restart (it is kept in
+//     the local store). The target group then moves to the translation of
+//     the source group's current position, never past it.
 //   - A checkpoint counts as emitted (in last_, the metrics and the local
 //     store) only once the target acknowledged it; one that failed is sent
 //     again next pass.
@@ -88,7 +89,8 @@ private:
 class checkpointer {
 public:
     // `local` (may be null) receives every checkpoint emitted, for
-    // replicatorctl translate --state-dir.
+    // replicatorctl translate --state-dir, and keeps the group sync state
+    // (synced_) across restarts.
     checkpointer(const conf::flow_config& flow, const conf::Config& cfg, offsetsync::store& store,
                  checkpoint_metric_families* metrics, class local_checkpoints* local = nullptr);
     ~checkpointer();
@@ -163,7 +165,8 @@ private:
     // The source group's committed offset as of the last sync of its target
     // group that succeeded (or as first seen). A source offset below it is a
     // rewind the target group still owes; last_ cannot tell, since it moves
-    // on when the checkpoint is emitted, whatever became of the sync.
+    // on when the checkpoint is emitted, whatever became of the sync. Kept
+    // in local_ too, so that a rewind owed survives a restart.
     std::map<key, int64_t> synced_;
     bool reverse_local_ = false;     // the reverse flow runs in this process
     int64_t reverse_runs_next_ = 0;  // catch-up position in the source's runs topic

@@ -116,6 +116,43 @@ Result<std::vector<stored_checkpoint>> local_checkpoints::all(const std::string&
     return out;
 }
 
+namespace {
+// The prefix of a flow's sync state: a flow name no configuration can hold,
+// so that no prefix scan for a flow's checkpoints ever reaches it.
+std::string synced_prefix(const std::string& flow) {
+    std::string prefix;
+    kafka::wire::put_string(prefix, "\xff" + flow);
+    return prefix;
+}
+}  // namespace
+
+Result<void> local_checkpoints::put_synced(const std::string& flow,
+                                           const std::vector<kafka::mm2::checkpoint>& cps) {
+    rocksdb::WriteBatch batch;
+    const std::string prefix = synced_prefix(flow);
+    for (const auto& cp : cps)
+        batch.Put(prefix + kafka::mm2::checkpoint_key(cp), kafka::mm2::checkpoint_value(cp));
+    const auto st = impl_->db->Write(rocksdb::WriteOptions(), &batch);
+    if (!st.ok()) return fail(errc::io, "checkpoint store write: " + st.ToString());
+    return ok();
+}
+
+Result<std::vector<kafka::mm2::checkpoint>> local_checkpoints::synced(
+    const std::string& flow) const {
+    const std::string prefix = synced_prefix(flow);
+    std::vector<kafka::mm2::checkpoint> out;
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+        const auto k = it->key();
+        const auto v = it->value();
+        RPL_TRY(cp, kafka::mm2::decode_checkpoint(
+                        std::string_view(k.data() + prefix.size(), k.size() - prefix.size()),
+                        std::string_view(v.data(), v.size())));
+        out.push_back(std::move(cp));
+    }
+    return out;
+}
+
 std::vector<translation_row> rows_for(const conf::flow_config& flow,
                                       const std::vector<stored_checkpoint>& cps,
                                       const std::string& group) {

@@ -43,6 +43,14 @@ public:
     [[nodiscard]] Result<void> put(const std::string& flow,
                                    const std::vector<stored_checkpoint>& cps);
     [[nodiscard]] Result<std::vector<stored_checkpoint>> all(const std::string& flow) const;
+    // The checkpointer's group sync state: per (group, target topic,
+    // partition), the source group's offset (upstream_offset) that its target
+    // group was last synced to, so that a rewind still owed to a target group
+    // survives a restart. Kept under keys of their own: all() (and older
+    // binaries reading this store) never see them.
+    [[nodiscard]] Result<void> put_synced(const std::string& flow,
+                                          const std::vector<kafka::mm2::checkpoint>& cps);
+    [[nodiscard]] Result<std::vector<kafka::mm2::checkpoint>> synced(const std::string& flow) const;
 
 private:
     struct impl;

@@ -173,6 +173,64 @@ TEST_CASE("rewind_of_a_source_group_reaches_the_target_group_once_a_sync_succeed
     delete_topic(b.dr, target_topic);
 }
 
+// Guards against: the rewind owed to a target group lived only in the
+// checkpointer's memory. Skipped while the group was active on dr, then
+// replicatord restarted: the new checkpointer first saw the source group at
+// 3, took that as the baseline, and never moved the target group back from
+// 108. The local store under state_dir now keeps the sync state.
+TEST_CASE("rewind_owed_to_an_active_target_group_survives_a_restart_of_the_checkpointer") {
+    const auto& b = testbed();
+    const std::string topic = unique("gsrw-rs");
+    const std::string group = unique("gsrw-rs-group");
+    const std::string target_topic = "src." + topic;
+    create_topic(b.primary, topic, 1);
+    create_topic(b.dr, target_topic, 1);
+
+    const auto cfg = flow_config(b.dr, topic, group, true);
+    auto store = index_of_ten(topic, target_topic);
+    auto local = rpl::checkpoint::local_checkpoints::open(
+        std::filesystem::path(temp_dir()) / unique("gsrw-rs-checkpoints"), false);
+    REQUIRE_MESSAGE(local.has_value(), (local ? "" : local.error().message));
+    auto on_target = [&] { return committed_offsets(b.dr, group, target_topic, 1).at(0); };
+    auto pass = [](rpl::checkpoint::checkpointer& cp) {
+        auto r = cp.run_once();
+        REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
+    };
+
+    commit_source(b.primary, group, topic, 8);
+    {
+        rpl::checkpoint::checkpointer before(cfg.flows.at(0), cfg, *store, nullptr,
+                                             local.value().get());
+        REQUIRE(before.open().has_value());
+        pass(before);
+        REQUIRE(on_target() == 108);
+        consumer active(b.dr, group, "earliest");
+        active.subscribe(target_topic);
+        REQUIRE_EVENTUALLY(30s, assigned(active));
+        commit_source(b.primary, group, topic, 3);
+        pass(before);
+        CHECK(before.status().skipped.size() == 1);
+        CHECK(on_target() == 108);
+    }  // the consumer leaves the group on dr, then the checkpointer stops
+
+    rpl::checkpoint::checkpointer after(cfg.flows.at(0), cfg, *store, nullptr, local.value().get());
+    REQUIRE(after.open().has_value());
+    auto pass_not_skipped = [&] {
+        pass(after);
+        return after.status().skipped.empty();
+    };
+    REQUIRE_EVENTUALLY(30s, pass_not_skipped());
+    CHECK(on_target() == 103);
+    // The sync state is kept apart from the checkpoints that translate reads.
+    auto kept = local.value()->all("gsrw");
+    REQUIRE_MESSAGE(kept.has_value(), (kept ? "" : kept.error().message));
+    REQUIRE(kept.value().size() == 1);
+    CHECK(kept.value().at(0).cp.downstream_offset == 103);
+
+    delete_topic(b.primary, topic);
+    delete_topic(b.dr, target_topic);
+}
+
 // Guards against: a checkpoint reported undelivered was treated as absent
 // from the target, and last_ kept the one before it. But a request the
 // checkpointer gave up on (flush deadline, purge of what was in flight) may
