@@ -219,9 +219,11 @@ Result<void> checkpointer::pass() {
             // For the group sync, a rewind is judged against what the target
             // group was last synced to: one whose sync failed or was skipped
             // is still owed next pass, though its checkpoint went out.
-            const auto [synced, first_seen] = synced_.try_emplace(k, cp.upstream_offset);
-            if (first_seen) synced_changed.push_back(cp);
-            rewound[k] = cp.upstream_offset < synced->second;
+            if (flow_.sync_group_offsets) {
+                const auto [synced, first_seen] = synced_.try_emplace(k, cp.upstream_offset);
+                if (first_seen) synced_changed.push_back(cp);
+                rewound[k] = cp.upstream_offset < synced->second;
+            }
             if (known && !rw && cp.downstream_offset < it->second.downstream) {
                 // The group moved forward but its translation moved back:
                 // runs were lost and rebuilt. The smaller answer is the safe
