@@ -308,6 +308,173 @@ tap_truth tap_truth_at(const tap_observation& o, const std::vector<std::vector<i
     return t;
 }
 
+// A tap on a fresh LogAppendTime topic (the broker's append time is when the
+// source first held a record) archiving into a file:// store.
+struct tap_bed {
+    std::string tap = unique("rpo-tap");
+    std::string topic = unique("rpo-tap") + ".t";
+    std::string group = "replicatord.tap." + tap;
+    std::filesystem::path archive = std::filesystem::path(temp_dir()) / unique("rpo-tap-archive");
+    std::string config_path;
+
+    explicit tap_bed(const std::string& settings) {
+        create_topic(testbed().primary, topic, partitions,
+                     {{"message.timestamp.type", "LogAppendTime"}});
+        std::filesystem::create_directories(archive);
+        config_path = write_file(
+            unique("rpo-tap") + ".toml",
+            "[daemon]\nstate_dir = \"" + temp_dir() + "/" + unique("rpo-tap-state") +
+                "\"\nadmin_listen = \"127.0.0.1:0\"\n\n[clusters.primary]\nbootstrap = \"" +
+                testbed().primary + "\"\n\n[[tap]]\nname = \"" + tap +
+                "\"\nsource = \"primary\"\ntopics = [\"" + topic + "\"]\nstorage = \"file://" +
+                archive.string() + "\"\n" + settings);
+    }
+    ~tap_bed() {
+        try {
+            delete_topic(testbed().primary, topic);  // not left on the shared bed
+        } catch (...) {
+        }
+    }
+    tap_bed(const tap_bed&) = delete;
+    tap_bed& operator=(const tap_bed&) = delete;
+
+    std::unique_ptr<daemon_process> start() const {
+        return std::make_unique<daemon_process>(
+            config_path, temp_dir() + "/" + unique("rpo-tap-daemon") + ".log");
+    }
+    // One scrape with the commit just before it; the commit is cleared when
+    // a segment was stored (and committed) during the scrape: that moves the
+    // truth by a whole segment at once, so the scrape has no single truth to
+    // compare with.
+    tap_observation scrape(const daemon_process& d, const group_commits& gc) const {
+        tap_observation o;
+        o.committed = gc.offsets(topic);
+        o.at_ms = now_ms();
+        const std::string page = http_get(d.admin_port(), "/metrics");
+        o.rpo = tap_metric(page, "replicatord_tap_rpo_seconds", tap);
+        o.lag = tap_metric(page, "replicatord_tap_lag_records", tap);
+        if (gc.offsets(topic) != o.committed) o.committed.clear();
+        return o;
+    }
+    bool all_committed(const group_commits& gc, const std::vector<int64_t>& at_least) const {
+        const auto c = gc.offsets(topic);
+        for (size_t p = 0; p < c.size(); ++p)
+            if (c[p] < at_least[p]) return false;
+        return true;
+    }
+};
+
+// On threads of their own until destroyed: a trickle of about 200 records a
+// second into the bed's topic, and a scrape of `daemon` (when set) every
+// 300 ms, kept when the figure is known and the commit held still.
+class tap_background {
+public:
+    explicit tap_background(const tap_bed& b) : bed_(b) {
+        trickle_ = std::thread([this] {
+            try {
+                producer prod(testbed().primary);
+                const std::string value(1024, 't');
+                for (int64_t n = 0; !done_.load(); ++n) {
+                    record r;
+                    r.partition = static_cast<int32_t>(n % partitions);
+                    r.value = value;
+                    prod.produce(bed_.topic, r);
+                    if (n % 20 == 19) {
+                        prod.flush();
+                        std::this_thread::sleep_for(100ms);
+                    }
+                }
+                prod.flush();
+            } catch (const std::exception& e) {
+                fail(std::string("trickle: ") + e.what());
+            }
+        });
+        scraper_ = std::thread([this] {
+            try {
+                const group_commits gc(testbed().primary, bed_.group);
+                while (!done_.load()) {
+                    const daemon_process* d = daemon.load();
+                    if (d != nullptr && d->admin_port() > 0) {
+                        auto o = bed_.scrape(*d, gc);
+                        if (!o.committed.empty() && o.rpo >= 0 && o.lag >= 0) {
+                            std::lock_guard lock(mu_);
+                            obs_.push_back(std::move(o));
+                        }
+                    }
+                    std::this_thread::sleep_for(300ms);
+                }
+            } catch (const std::exception& e) {
+                fail(std::string("scraper: ") + e.what());
+            }
+        });
+    }
+    ~tap_background() { stop(); }
+    tap_background(const tap_background&) = delete;
+    tap_background& operator=(const tap_background&) = delete;
+
+    std::atomic<const daemon_process*> daemon{nullptr};
+
+    void stop() {
+        done_ = true;
+        if (trickle_.joinable()) trickle_.join();
+        if (scraper_.joinable()) scraper_.join();
+    }
+    std::vector<tap_observation> observations() {
+        std::lock_guard lock(mu_);
+        return obs_;
+    }
+    std::string error() {
+        std::lock_guard lock(mu_);
+        return error_;
+    }
+
+private:
+    void fail(const std::string& what) {
+        std::lock_guard lock(mu_);
+        error_ = what;
+    }
+    const tap_bed& bed_;
+    std::atomic<bool> done_{false};
+    std::mutex mu_;
+    std::vector<tap_observation> obs_;
+    std::string error_;
+    std::thread trickle_;
+    std::thread scraper_;
+};
+
+// Checks every observation against the truth and prints the comparison;
+// returns the largest true age and lag seen.
+std::pair<double, int64_t> check_tap(const std::vector<tap_observation>& obs,
+                                     const std::vector<std::vector<int64_t>>& times,
+                                     const std::string& what) {
+    double max_age = 0, worst_rpo_shortfall = -1e9, worst_lag_staleness = 0;
+    int64_t max_lag = 0;
+    for (const auto& o : obs) {
+        const auto t = tap_truth_at(o, times, o.lag);
+        CHECK_MESSAGE(o.rpo >= t.age - sampling_interval,
+                      "replicatord_tap_rpo_seconds " << o.rpo << " s is below the true age "
+                                                     << t.age
+                                                     << " s by more than the sampling interval");
+        CHECK_MESSAGE(t.lag_staleness <= sampling_period,
+                      "replicatord_tap_lag_records " << o.lag << " of " << t.lag
+                                                     << " misses records the source has held for "
+                                                     << t.lag_staleness << " s");
+        if (std::getenv("RPL_TEST_VERBOSE") != nullptr)
+            std::cout << "  at " << o.at_ms << " rpo " << o.rpo << " (truth " << t.age << ") lag "
+                      << o.lag << " (truth " << t.lag << ", staleness " << t.lag_staleness
+                      << " s)\n";
+        max_age = std::max(max_age, t.age);
+        max_lag = std::max(max_lag, t.lag);
+        worst_rpo_shortfall = std::max(worst_rpo_shortfall, t.age - o.rpo);
+        worst_lag_staleness = std::max(worst_lag_staleness, t.lag_staleness);
+    }
+    std::cout << "tap rpo " << what << ": " << obs.size() << " scrapes, largest true age "
+              << max_age << " s, largest true lag " << max_lag << " records; rpo at most "
+              << worst_rpo_shortfall << " s below the truth; lag missing records at most "
+              << worst_lag_staleness << " s old\n";
+    return {max_age, max_lag};
+}
+
 }  // namespace
 
 TEST_SUITE("rpo") {
@@ -405,116 +572,22 @@ TEST_SUITE("rpo") {
     // the source records' own append times, read back by the test.
     TEST_CASE("tap_rpo_and_lag_never_read_below_the_truth_while_a_failing_store_pauses_the_tap") {
         namespace fs = std::filesystem;
-        const auto& bb = testbed();
-        const std::string tap = unique("rpo-tap");
-        const std::string topic = unique("rpo-tap") + ".t";
-        // The broker's append time is when the source first held a record.
-        create_topic(bb.primary, topic, partitions, {{"message.timestamp.type", "LogAppendTime"}});
-        struct topic_dropper {  // the bulk below is 300 MiB: not left on the shared bed
-            std::string topic;
-            ~topic_dropper() {
-                try {
-                    delete_topic(testbed().primary, topic);
-                } catch (...) {
-                }
-            }
-        } drop_topic{topic};
-        const fs::path archive = fs::path(temp_dir()) / unique("rpo-tap-archive");
-        const fs::path away = archive.string() + ".away";
-        fs::create_directories(archive);
-        const std::string cfg = write_file(
-            unique("rpo-tap") + ".toml",
-            "[daemon]\nstate_dir = \"" + temp_dir() + "/" + unique("rpo-tap-state") +
-                "\"\nadmin_listen = \"127.0.0.1:0\"\n\n[clusters.primary]\nbootstrap = \"" +
-                bb.primary + "\"\n\n[[tap]]\nname = \"" + tap +
-                "\"\nsource = \"primary\"\ntopics = [\"" + topic + "\"]\nstorage = \"file://" +
-                archive.string() +
-                "\"\nsegment_max_interval = \"2s\"\nsegment_max_bytes = \"8MiB\"\n");
-        daemon_process d(cfg, temp_dir() + "/" + unique("rpo-tap") + ".log");
-        REQUIRE_EVENTUALLY(60s, d.admin_port() > 0);
-        const std::string group = "replicatord.tap." + tap;
-        const group_commits commits(bb.primary, group);
-        const watermarks source(bb.primary);
-        auto scrape = [&](const group_commits& gc) {
-            tap_observation o;
-            o.committed = gc.offsets(topic);
-            o.at_ms = now_ms();
-            const std::string page = http_get(d.admin_port(), "/metrics");
-            o.rpo = tap_metric(page, "replicatord_tap_rpo_seconds", tap);
-            o.lag = tap_metric(page, "replicatord_tap_lag_records", tap);
-            // A segment stored (and committed) during the scrape moves the
-            // truth by a whole segment at once: such a scrape has no single
-            // truth to compare with, and is left out.
-            if (gc.offsets(topic) != o.committed) o.committed.clear();
-            return o;
-        };
-        REQUIRE_EVENTUALLY(60s, scrape(commits).rpo >= 0);
-
-        // Scrapes, and a trickle of records, on threads of their own until
-        // the end (joined however the test ends).
-        std::atomic<bool> done{false};
-        std::mutex obs_mu;
-        std::vector<tap_observation> obs;
-        std::string thread_error;
-        std::thread scraper([&] {
-            try {
-                const group_commits gc(testbed().primary, group);
-                while (!done.load()) {
-                    auto o = scrape(gc);
-                    if (!o.committed.empty()) {
-                        std::lock_guard lock(obs_mu);
-                        obs.push_back(std::move(o));
-                    }
-                    std::this_thread::sleep_for(300ms);
-                }
-            } catch (const std::exception& e) {
-                std::lock_guard lock(obs_mu);
-                thread_error = std::string("scraper: ") + e.what();
-            }
-        });
-        std::thread trickle([&] {
-            try {
-                producer prod(testbed().primary);
-                const std::string value(1024, 't');
-                for (int64_t n = 0; !done.load(); ++n) {
-                    record r;
-                    r.partition = static_cast<int32_t>(n % partitions);
-                    r.value = value;
-                    prod.produce(topic, r);
-                    if (n % 20 == 19) {  // about 200 records a second
-                        prod.flush();
-                        std::this_thread::sleep_for(100ms);
-                    }
-                }
-                prod.flush();
-            } catch (const std::exception& e) {
-                std::lock_guard lock(obs_mu);
-                thread_error = std::string("trickle: ") + e.what();
-            }
-        });
-        struct joiner {
-            std::atomic<bool>& done;
-            std::thread& a;
-            std::thread& b;
-            ~joiner() {
-                done = true;
-                if (a.joinable()) a.join();
-                if (b.joinable()) b.join();
-            }
-        } join_threads{done, scraper, trickle};
-        auto all_committed = [&](const std::vector<int64_t>& at_least) {
-            const auto c = commits.offsets(topic);
-            for (int p = 0; p < partitions; ++p)
-                if (c[static_cast<size_t>(p)] < at_least[static_cast<size_t>(p)]) return false;
-            return true;
-        };
+        tap_bed b("segment_max_interval = \"2s\"\nsegment_max_bytes = \"8MiB\"\n");
+        auto d = b.start();
+        REQUIRE_EVENTUALLY(60s, d->admin_port() > 0);
+        const group_commits commits(testbed().primary, b.group);
+        const watermarks source(testbed().primary);
+        REQUIRE_EVENTUALLY(60s, b.scrape(*d, commits).rpo >= 0);
+        tap_background bg(b);
+        bg.daemon = d.get();
         // Every partition placed and a segment of each stored: the store works.
-        REQUIRE_EVENTUALLY(60s, all_committed(std::vector<int64_t>(partitions, 1)));
+        REQUIRE_EVENTUALLY(60s, b.all_committed(commits, std::vector<int64_t>(partitions, 1)));
 
         // The store fails: its root is no longer a directory (root may write
         // anywhere, so permissions would not do).
-        fs::rename(archive, away);
-        std::ofstream(archive) << "not a directory\n";
+        const fs::path away = b.archive.string() + ".away";
+        fs::rename(b.archive, away);
+        std::ofstream(b.archive) << "not a directory\n";
         struct store_mender {
             fs::path archive, away;
             void mend() {
@@ -523,10 +596,10 @@ TEST_SUITE("rpo") {
                 if (fs::exists(away, ec)) fs::rename(away, archive, ec);
             }
             ~store_mender() { mend(); }
-        } mender{archive, away};
+        } mender{b.archive, away};
         // More than the tap's memory bound (256 MiB), incompressible.
         {
-            producer bulk(bb.primary);
+            producer bulk(testbed().primary);
             std::mt19937_64 rng(42);
             std::string value(512 * 1024, '\0');
             for (int i = 0; i < 600; ++i) {
@@ -537,63 +610,72 @@ TEST_SUITE("rpo") {
                 record r;
                 r.partition = i % partitions;
                 r.value = value;
-                bulk.produce(topic, r);
+                bulk.produce(b.topic, r);
             }
             bulk.flush();
         }
-        REQUIRE_EVENTUALLY(120s, d.log().find("pausing consumption") != std::string::npos);
+        REQUIRE_EVENTUALLY(120s, d->log().find("pausing consumption") != std::string::npos);
         // Records pile up on the source while the tap is paused.
         auto total = [](const std::vector<int64_t>& v) {
             return std::accumulate(v.begin(), v.end(), int64_t{0});
         };
-        const int64_t at_pause = total(source.high(topic));
-        REQUIRE_EVENTUALLY(60s, total(source.high(topic)) >= at_pause + 600);
-        REQUIRE(d.log().find("resuming consumption") == std::string::npos);
+        const int64_t at_pause = total(source.high(b.topic));
+        REQUIRE_EVENTUALLY(60s, total(source.high(b.topic)) >= at_pause + 600);
+        REQUIRE(d->log().find("resuming consumption") == std::string::npos);
 
         mender.mend();
-        REQUIRE_EVENTUALLY(120s, d.log().find("resuming consumption") != std::string::npos);
-        const auto ends = source.high(topic);
-        REQUIRE_EVENTUALLY(120s, all_committed(ends));
-        done = true;
-        scraper.join();
-        trickle.join();
-        REQUIRE_MESSAGE(thread_error.empty(), thread_error);
+        REQUIRE_EVENTUALLY(120s, d->log().find("resuming consumption") != std::string::npos);
+        const auto ends = source.high(b.topic);
+        REQUIRE_EVENTUALLY(120s, b.all_committed(commits, ends));
+        bg.stop();
+        REQUIRE_MESSAGE(bg.error().empty(), bg.error());
+        const auto obs = bg.observations();
         REQUIRE(obs.size() >= 20);
-
-        const auto times = append_times(bb.primary, topic);
-        double max_age = 0, worst_rpo_shortfall = -1e9, worst_lag_staleness = 0;
-        int64_t max_lag = 0;
-        for (const auto& o : obs) {
-            REQUIRE_MESSAGE(o.rpo >= 0, "no replicatord_tap_rpo_seconds in a scrape");
-            REQUIRE_MESSAGE(o.lag >= 0, "no replicatord_tap_lag_records in a scrape");
-            const auto t = tap_truth_at(o, times, o.lag);
-            CHECK_MESSAGE(o.rpo >= t.age - sampling_interval,
-                          "replicatord_tap_rpo_seconds "
-                              << o.rpo << " s is below the true age " << t.age
-                              << " s by more than the sampling interval");
-            CHECK_MESSAGE(t.lag_staleness <= sampling_period,
-                          "replicatord_tap_lag_records "
-                              << o.lag << " of " << t.lag
-                              << " misses records the source has held for " << t.lag_staleness
-                              << " s");
-            if (std::getenv("RPL_TEST_VERBOSE") != nullptr)
-                std::cout << "  at " << o.at_ms << " rpo " << o.rpo << " (truth " << t.age
-                          << ") lag " << o.lag << " (truth " << t.lag << ", staleness "
-                          << t.lag_staleness << " s)\n";
-            max_age = std::max(max_age, t.age);
-            max_lag = std::max(max_lag, t.lag);
-            worst_rpo_shortfall = std::max(worst_rpo_shortfall, t.age - o.rpo);
-            worst_lag_staleness = std::max(worst_lag_staleness, t.lag_staleness);
-        }
-        std::cout << "tap rpo with a failing store: " << obs.size() << " scrapes, largest true age "
-                  << max_age << " s, largest true lag " << max_lag << " records; rpo at most "
-                  << worst_rpo_shortfall << " s below the truth; lag missing records at most "
-                  << worst_lag_staleness << " s old\n";
+        const auto [max_age, max_lag] =
+            check_tap(obs, append_times(testbed().primary, b.topic), "with a failing store");
         // The pause must really have left records waiting, or nothing was shown.
         CHECK(max_age > 3.0);
         CHECK(max_lag > 600);
-        d.signal(SIGTERM);
-        CHECK(d.wait(30s).has_value());
+        d->signal(SIGTERM);
+        CHECK(d->wait(30s).has_value());
+    }
+
+    // Issue 16: the tap's figure restarted at 0 on every start (and every
+    // placement of a partition) while a backlog was already waiting; now
+    // the bound travels in the commit's metadata.
+    TEST_CASE("tap_rpo_after_a_restart_with_a_backlog_starts_from_the_age_of_the_backlog") {
+        tap_bed b("segment_max_interval = \"1s\"\n");
+        const group_commits commits(testbed().primary, b.group);
+        const watermarks source(testbed().primary);
+        std::unique_ptr<daemon_process> d;  // outlives the scrapes of it
+        tap_background bg(b);
+        {
+            auto first = b.start();
+            REQUIRE_EVENTUALLY(60s, b.all_committed(commits, std::vector<int64_t>(partitions, 1)));
+            first->signal(SIGTERM);
+            REQUIRE(first->wait(30s).has_value());
+        }
+        // The backlog: written while nothing runs.
+        auto total = [](const std::vector<int64_t>& v) {
+            return std::accumulate(v.begin(), v.end(), int64_t{0});
+        };
+        const int64_t at_stop = total(source.high(b.topic));
+        REQUIRE_EVENTUALLY(60s, total(source.high(b.topic)) >= at_stop + 1000);
+        d = b.start();
+        bg.daemon = d.get();
+        REQUIRE_EVENTUALLY(60s, !bg.observations().empty());
+        const auto ends = source.high(b.topic);
+        REQUIRE_EVENTUALLY(60s, b.all_committed(commits, ends));
+        // And a while caught up.
+        REQUIRE_EVENTUALLY(60s, bg.observations().size() >= 12);
+        bg.stop();
+        REQUIRE_MESSAGE(bg.error().empty(), bg.error());
+        const auto obs = bg.observations();
+        const auto [max_age, max_lag] =
+            check_tap(obs, append_times(testbed().primary, b.topic), "after a restart");
+        CHECK(max_age > 4.0);
+        d->signal(SIGTERM);
+        CHECK(d->wait(30s).has_value());
     }
 
     // Issue 16: with the source unreachable the figure fell to 0, because
