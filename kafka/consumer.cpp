@@ -1,7 +1,9 @@
 #include "kafka/consumer.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 namespace rpl::kafka {
 
@@ -149,11 +151,27 @@ Result<partition_list> consumer::committed(const partition_list& parts, deadline
     return from_tpl(tpl.get());
 }
 
+namespace {
+// What to pass to rd_kafka_seek_partitions for a wait of `deadline`.
+// Before 2.1.0, librdkafka handed the remaining milliseconds to a queue pop
+// that takes microseconds (fixed upstream in #4230), so a 10 s deadline
+// waited 10 ms: under load the seek reported __TIMED_OUT and took effect
+// later, and a flow that trusted the error held a partition that had moved.
+// Scaled by 1000 the first wait is the deadline; each further partition's
+// wait starts again from nearly the deadline, so n partitions wait at most
+// n deadlines in all, and only when the seeks themselves are slow.
+int seek_timeout_ms(deadline_ms deadline) {
+    const int64_t ms = deadline.count();
+    if (ms <= 0 || rd_kafka_version() >= 0x02010000) return static_cast<int>(ms);
+    return static_cast<int>(std::min<int64_t>(ms * 1000, std::numeric_limits<int>::max()));
+}
+}  // namespace
+
 Result<void> consumer::seek(const partition_list& positions, deadline_ms deadline) {
     if (positions.empty()) return ok();
     tpl_ptr tpl = to_tpl(positions);
-    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(client_.get(), tpl.get(),
-                                                       static_cast<int>(deadline.count()))) {
+    if (rd_kafka_error_t* e =
+            rd_kafka_seek_partitions(client_.get(), tpl.get(), seek_timeout_ms(deadline))) {
         Error out{errc::kafka, std::string("seek on ") + client_.where().describe() + ": " +
                                    rd_kafka_error_string(e)};
         rd_kafka_error_destroy(e);
