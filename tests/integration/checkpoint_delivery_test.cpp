@@ -26,25 +26,6 @@ constexpr int16_t kProduce = 0;  // the Produce request's API key
 
 using rpl::test::mock_cluster;
 
-// Commits `offset` for group on topic/0 without joining it (a simple commit).
-void commit(const std::string& bootstrap, const std::string& group, const std::string& topic,
-            int64_t offset) {
-    char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
-    rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof err);
-    rd_kafka_t* c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-    REQUIRE(c != nullptr);
-    rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic.c_str(), 0)->offset = offset;
-    const auto e = rd_kafka_commit(c, l, 0);
-    const auto pe = l->elems[0].err;
-    rd_kafka_topic_partition_list_destroy(l);
-    rd_kafka_destroy(c);
-    REQUIRE_MESSAGE(e == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_err2str(e));
-    REQUIRE_MESSAGE(pe == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_err2str(pe));
-}
-
 double counter(prometheus::Registry& r, const std::string& name) {
     double total = 0;
     for (const auto& family : r.Collect())
@@ -65,7 +46,7 @@ TEST_CASE("checkpoint_that_failed_delivery_is_sent_again_next_pass") {
     const std::string topic = unique("cpdel");
     const std::string group = unique("cpdel-group");
     create_topic(b.primary, topic, 1);
-    commit(b.primary, group, topic, 5);
+    commit_group_offset(b.primary, group, topic, 0, 5);
 
     const std::string text =
         "[daemon]\nadmin_listen = \"127.0.0.1:0\"\n"

@@ -27,26 +27,6 @@ namespace {
 
 constexpr int16_t kProduce = 0;  // the Produce request's API key
 
-// Commits `offset` for group on topic/0 without joining it (an operator's
-// reset, as kafka-consumer-groups --reset-offsets does on an idle group).
-void commit_source(const std::string& bootstrap, const std::string& group, const std::string& topic,
-                   int64_t offset) {
-    char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
-    rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof err);
-    rd_kafka_t* c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-    REQUIRE(c != nullptr);
-    rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic.c_str(), 0)->offset = offset;
-    const auto e = rd_kafka_commit(c, l, 0);
-    const auto pe = l->elems[0].err;
-    rd_kafka_topic_partition_list_destroy(l);
-    rd_kafka_destroy(c);
-    REQUIRE_MESSAGE(e == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_err2str(e));
-    REQUIRE_MESSAGE(pe == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_err2str(pe));
-}
-
 // The flow "gsrw" from the primary (alias src) to `target`, checkpointing `group`.
 rpl::conf::Config flow_config(const std::string& target, const std::string& topic,
                               const std::string& group, bool sync_group_offsets) {
@@ -130,7 +110,7 @@ TEST_CASE("rewind_of_a_source_group_reaches_the_target_group_once_a_sync_succeed
     auto checkpoint_on_target = [&] { return checkpoint_on(b.dr, group, target_topic); };
 
     // The group has read 0..7 on the source; the target group follows.
-    commit_source(b.primary, group, topic, 8);
+    commit_group_offset(b.primary, group, topic, 0, 8);
     pass();
     REQUIRE(on_target() == 108);
 
@@ -140,7 +120,7 @@ TEST_CASE("rewind_of_a_source_group_reaches_the_target_group_once_a_sync_succeed
         consumer active(b.dr, group, "earliest");
         active.subscribe(target_topic);
         REQUIRE_EVENTUALLY(30s, assigned(active));
-        commit_source(b.primary, group, topic, 3);
+        commit_group_offset(b.primary, group, topic, 0, 3);
         pass();
         // An active group's offsets are its own: left alone, skipped, no error.
         const auto st = cp.status();
@@ -165,7 +145,7 @@ TEST_CASE("rewind_of_a_source_group_reaches_the_target_group_once_a_sync_succeed
     // and a forward move of the source group still follows.
     pass();
     CHECK(cp.status().synced.empty());
-    commit_source(b.primary, group, topic, 6);
+    commit_group_offset(b.primary, group, topic, 0, 6);
     pass();
     CHECK(on_target() == 106);
 
@@ -197,7 +177,7 @@ TEST_CASE("rewind_owed_to_an_active_target_group_survives_a_restart_of_the_check
         REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
     };
 
-    commit_source(b.primary, group, topic, 8);
+    commit_group_offset(b.primary, group, topic, 0, 8);
     {
         rpl::checkpoint::checkpointer before(cfg.flows.at(0), cfg, *store, nullptr,
                                              local.value().get());
@@ -207,7 +187,7 @@ TEST_CASE("rewind_owed_to_an_active_target_group_survives_a_restart_of_the_check
         consumer active(b.dr, group, "earliest");
         active.subscribe(target_topic);
         REQUIRE_EVENTUALLY(30s, assigned(active));
-        commit_source(b.primary, group, topic, 3);
+        commit_group_offset(b.primary, group, topic, 0, 3);
         pass(before);
         CHECK(before.status().skipped.size() == 1);
         CHECK(on_target() == 108);
@@ -253,7 +233,7 @@ TEST_CASE(
     rpl::checkpoint::checkpointer cp(cfg.flows.at(0), cfg, *store, nullptr);
     REQUIRE(cp.open().has_value());
 
-    commit_source(b.primary, group, topic, 5);
+    commit_group_offset(b.primary, group, topic, 0, 5);
     auto first = cp.run_once();
     REQUIRE_MESSAGE(first.has_value(), (first ? "" : first.error().message));
     REQUIRE(checkpoint_on(dr.bootstrap(), group, target_topic).value_or(-1) == 105);
@@ -262,7 +242,7 @@ TEST_CASE(
     // 12 s later, past the pass's 10 s flush deadline (2 s to spare for a
     // loaded machine): the pass purges it and reports it undelivered. The
     // mock writes the record on receipt and only delays its answer.
-    commit_source(b.primary, group, topic, 8);
+    commit_group_offset(b.primary, group, topic, 0, 8);
     REQUIRE(rd_kafka_mock_broker_push_request_error_rtts(dr.get(), 1, kProduce, 1,
                                                          RD_KAFKA_RESP_ERR_NO_ERROR,
                                                          12000) == RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -271,7 +251,7 @@ TEST_CASE(
     REQUIRE(checkpoint_on(dr.bootstrap(), group, target_topic).value_or(-1) == 108);
 
     // The group is reset to 5, the position last acknowledged.
-    commit_source(b.primary, group, topic, 5);
+    commit_group_offset(b.primary, group, topic, 0, 5);
     auto third = cp.run_once();
     REQUIRE_MESSAGE(third.has_value(), (third ? "" : third.error().message));
     CHECK(checkpoint_on(dr.bootstrap(), group, target_topic).value_or(-1) == 105);

@@ -5,6 +5,7 @@
 // host (and its RocksDB) is gone.
 #include "offsetsync/offsetsync.h"
 #include "tests/integration/support.h"
+#include "tests/scratch_dir.h"
 
 #include <doctest/doctest.h>
 
@@ -19,22 +20,7 @@ using namespace rpl::offsetsync;
 
 namespace {
 
-// A directory of its own (support's temp_dir() is shared by the whole run).
-struct scratch_dir {
-    std::filesystem::path path;
-    scratch_dir() {
-        std::string tmpl =
-            (std::filesystem::temp_directory_path() / "rpl-offsetsync-XXXXXX").string();
-        REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~scratch_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    scratch_dir(const scratch_dir&) = delete;
-    scratch_dir& operator=(const scratch_dir&) = delete;
-};
+using rpl::test::scratch_dir;
 
 rpl::kafka::endpoint dr_endpoint() { return {"dr", testbed().dr, {}}; }
 

@@ -471,6 +471,25 @@ void produce_numbered(const std::string& topic, int32_t partition, int from, int
     p.flush();
 }
 
+void commit_group_offset(const std::string& bootstrap, const std::string& group,
+                         const std::string& topic, int32_t partition, int64_t offset) {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
+    rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof err);
+    rd_kafka_t* c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (c == nullptr) throw std::runtime_error(std::string("consumer for a commit: ") + err);
+    rd_kafka_topic_partition_list_t* l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic.c_str(), partition)->offset = offset;
+    auto e = rd_kafka_commit(c, l, 0);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) e = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(c);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        throw std::runtime_error("commit of " + group + " on " + topic + "/" +
+                                 std::to_string(partition) + ": " + rd_kafka_err2str(e));
+}
+
 daemon_process::daemon_process(const std::string& config_path, const std::string& log_path)
     : log_path_(log_path) {
     pid_ = ::fork();

@@ -107,6 +107,12 @@ private:
 // primary topic, flushed: data whose offsets a test can predict.
 void produce_numbered(const std::string& topic, int32_t partition, int from, int count);
 
+// Commits `offset` for `group` on topic/partition without joining the group,
+// as an operator's reset (kafka-consumer-groups --reset-offsets) does on an
+// idle group. Throws naming the error when the commit is refused.
+void commit_group_offset(const std::string& bootstrap, const std::string& group,
+                         const std::string& topic, int32_t partition, int64_t offset);
+
 // replicatord as a child process, stderr to a log file.
 class daemon_process {
 public:

@@ -6,6 +6,7 @@
 #include "offsetsync/sync_topic.h"
 #include "replicator/flow.h"
 #include "tests/mock_cluster.h"
+#include "tests/scratch_dir.h"
 
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafka.h>
@@ -22,25 +23,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using rpl::test::scratch_dir;
+
 using rpl::test::mock_cluster;
 using rpl::test::mock_flow_config;
 using rpl::test::mock_produce;
-
-struct scratch_dir {
-    std::filesystem::path path;
-    scratch_dir() {
-        std::string tmpl =
-            (std::filesystem::temp_directory_path() / "rpl-flow-runs-XXXXXX").string();
-        REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~scratch_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    scratch_dir(const scratch_dir&) = delete;
-    scratch_dir& operator=(const scratch_dir&) = delete;
-};
 
 // The group's committed offsets on the source, summed over partitions.
 int64_t committed_total(const std::string& bootstrap, const std::string& group,

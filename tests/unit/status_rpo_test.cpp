@@ -5,6 +5,7 @@
 #include "conf/config.h"
 #include "offsetsync/sync_topic.h"
 #include "tests/mock_cluster.h"
+#include "tests/scratch_dir.h"
 
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafka.h>
@@ -25,25 +26,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using rpl::test::scratch_dir;
+
 using rpl::test::mock_cluster;
 
 constexpr int16_t list_offsets_api = 2;
-
-struct scratch_dir {
-    std::filesystem::path path;
-    scratch_dir() {
-        std::string tmpl =
-            (std::filesystem::temp_directory_path() / "rpl-status-rpo-XXXXXX").string();
-        REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~scratch_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    scratch_dir(const scratch_dir&) = delete;
-    scratch_dir& operator=(const scratch_dir&) = delete;
-};
 
 bool eventually(std::chrono::milliseconds deadline, const std::function<bool()>& pred) {
     const auto until = std::chrono::steady_clock::now() + deadline;
