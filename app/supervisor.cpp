@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <sstream>
 #include <utility>
 
@@ -159,6 +160,8 @@ public:
             v.loops = v.flow->state == replicator::flow_state::running ||
                       v.flow->state == replicator::flow_state::backing_off;
         }
+        // Until the new instance starts, the figures are the kept one's.
+        if (v.flow && retired_flow_) v.flow->lag = retired_flow_->status().lag;
         if (checkpoints_) v.checkpoints = checkpoints_->status();
         if (tap_) {
             v.tap = tap_->status();
@@ -167,6 +170,7 @@ public:
             loop_at = v.tap->loop_at;
             v.loops = v.tap->state == backup::tap_state::running ||
                       v.tap->state == backup::tap_state::backing_off;
+            if (retired_tap_) v.tap->lag = retired_tap_->status().lag;
         }
         // Until it has run for stable_after, a unit that failed stays failed
         // with the cause: a restart attempt does not flicker to "running".
@@ -199,6 +203,7 @@ private:
                     nullptr);
             if (auto r = flow_->start(); !r)
                 return fail(r.error().code, "cannot start: " + r.error().message);
+            started();
             if (fc_->emit_checkpoints || fc_->sync_group_offsets) {
                 auto c = std::make_unique<checkpoint::checkpointer>(*fc_, *cfg_, *sup_.offsets_,
                                                                     &sup_.checkpoint_metrics_,
@@ -226,11 +231,17 @@ private:
                                               std::move(store)));
         if (auto r = tap_->start(); !r)
             return fail(r.error().code, "cannot start: " + r.error().message);
+        started();
         return ok();
     }
 
     // Puts a new instance in place of the stopped one (destroyed outside the
-    // lock, so a reader never waits for it).
+    // lock, so a reader never waits for it). An instance that ran is kept
+    // aside, stopped, until its successor has started: its RPO meter is what
+    // keeps the figure growing from the last moment known safe while new
+    // instances fail to start (a source that is down), where a gauge left
+    // to itself would freeze at the last figure and read better than the
+    // truth.
     void install(std::unique_ptr<replicator::flow> f, std::unique_ptr<backup::tap> t) {
         std::unique_ptr<replicator::flow> old_flow;
         std::unique_ptr<checkpoint::checkpointer> old_checkpoints;
@@ -239,6 +250,34 @@ private:
         old_checkpoints = std::move(checkpoints_);
         old_flow = std::exchange(flow_, std::move(f));
         old_tap = std::exchange(tap_, std::move(t));
+        if (current_started_) {
+            // The one kept aside before goes (old_* are destroyed last).
+            std::swap(old_flow, retired_flow_);
+            std::swap(old_tap, retired_tap_);
+        }
+        current_started_ = false;
+    }
+
+    // The new instance has started: the one kept aside goes, and the figure
+    // reads unknown until the new meter has one (the gauge would otherwise
+    // hold the old meter's last, ageing, figure).
+    void started() {
+        std::unique_ptr<replicator::flow> old_flow;
+        std::unique_ptr<backup::tap> old_tap;
+        {
+            std::lock_guard lock(mu_);
+            current_started_ = true;
+            old_flow = std::move(retired_flow_);
+            old_tap = std::move(retired_tap_);
+        }
+        if (!old_flow && !old_tap) return;
+        old_flow.reset();
+        old_tap.reset();
+        const double unknown = std::numeric_limits<double>::quiet_NaN();
+        if (fc_ != nullptr)
+            sup_.mirror_metrics_.rpo.Add(labels()).Set(unknown);
+        else
+            sup_.tap_metrics_.rpo.Add(labels()).Set(unknown);
     }
 
     // Checkpointer first (it translates through the flow's runs), then the
@@ -346,6 +385,11 @@ private:
     std::unique_ptr<replicator::flow> flow_;
     std::unique_ptr<checkpoint::checkpointer> checkpoints_;
     std::unique_ptr<backup::tap> tap_;
+    // The last instance that started, stopped, kept until a new one starts
+    // (see install), and whether the current one has started.
+    std::unique_ptr<replicator::flow> retired_flow_;
+    std::unique_ptr<backup::tap> retired_tap_;
+    bool current_started_ = false;
     std::thread thread_;  // the keeper
 };
 

@@ -31,6 +31,7 @@
 #pragma once
 
 #include "backup/metrics.h"
+#include "backup/store.h"
 #include "checkpoint/checkpointer.h"
 #include "conf/config.h"
 #include "kafka/log.h"
@@ -67,8 +68,13 @@ struct reload_outcome {
 
 // A unit in a running state whose run loop has not gone round for this long
 // is wedged: /healthz answers 503 naming it. A probe may ask for its own
-// bound (/healthz?stall=90s) to match its own period and threshold.
-inline constexpr std::chrono::seconds stall_bound{60};
+// bound (/healthz?stall=90s) to match its own period and threshold. The
+// default outlasts one store call (a tap lists its store on its loop thread
+// when it is assigned partitions): a store outage is for /readyz to report,
+// and a liveness probe that restarted the daemon for it would stop every
+// flow as well.
+inline constexpr std::chrono::milliseconds stall_bound =
+    backup::default_operation_timeout + std::chrono::seconds(60);
 
 class supervisor {
 public:

@@ -117,7 +117,7 @@ void export_tap_series(tap_metric_families& m, const std::string& tap) {
     for (const char* kind : tap_error_kinds) m.errors.Add({{"tap", tap}, {"kind", kind}});
 }
 
-void declare_tap(tap_metric_families& m, const conf::tap_config& cfg) {
+void declare_tap(tap_metric_families& m, const conf::tap_config& cfg, bool keep_rpo) {
     export_tap_series(m, cfg.name);
     const prometheus::Labels l{{"tap", cfg.name}};
     const double inf = std::numeric_limits<double>::infinity();
@@ -125,7 +125,7 @@ void declare_tap(tap_metric_families& m, const conf::tap_config& cfg) {
                                            : inf);
     m.rto_target.Add(l).Set(cfg.rto_target ? static_cast<double>(cfg.rto_target->count()) / 1000.0
                                            : inf);
-    m.rpo.Add(l).Set(std::numeric_limits<double>::quiet_NaN());
+    if (!keep_rpo || !m.rpo.Has(l)) m.rpo.Add(l).Set(std::numeric_limits<double>::quiet_NaN());
 }
 
 void forget_tap(tap_metric_families& m, const std::string& tap) {

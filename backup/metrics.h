@@ -43,8 +43,9 @@ struct tap_metric_families {
 void export_tap_series(tap_metric_families& m, const std::string& tap);
 // export_tap_series, and the series that depend on the tap's settings: the
 // RPO and RTO targets (+Inf when none: a target that cannot be missed) and
-// the RPO, NaN until the tap's meter knows it.
-void declare_tap(tap_metric_families& m, const conf::tap_config& cfg);
+// the RPO, NaN until the tap's meter knows it. keep_rpo: an RPO already
+// published stays (a new instance taking over from a failed one).
+void declare_tap(tap_metric_families& m, const conf::tap_config& cfg, bool keep_rpo = false);
 
 // Registers the families; the app builds them once and every tap shares them.
 [[nodiscard]] tap_metric_families make_tap_metrics(prometheus::Registry& registry);

@@ -37,6 +37,9 @@ struct object_info {
 // Credentials and tuning for opening a store. Empty keys fall back to the
 // environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
 // AWS_REGION / AWS_DEFAULT_REGION).
+// How long one store call may take by default (see operation_timeout).
+inline constexpr std::chrono::milliseconds default_operation_timeout{120000};
+
 struct store_options {
     std::string access_key;
     std::string secret_key;                           // secret: never logged
@@ -51,7 +54,7 @@ struct store_options {
     // put uploads. A call still unanswered then fails with errc::timeout
     // naming the store, the operation and the key -- a dead endpoint or one
     // that trickles bytes never holds a caller longer.
-    std::chrono::milliseconds operation_timeout{120000};
+    std::chrono::milliseconds operation_timeout = default_operation_timeout;
 };
 
 class object_store {

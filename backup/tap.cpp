@@ -86,9 +86,9 @@ tap::tap(const conf::tap_config& cfg, tap_env env, std::unique_ptr<object_store>
       source_(endpoint_of(*env.config, cfg.source)),
       store_(std::move(store)) {
     status_.name = cfg_.name;
-    if (env_.metrics != nullptr) {
-        declare_tap(*env_.metrics, cfg_);
-    }
+    // The supervisor declared the series (NaN) with the unit; a failed
+    // predecessor's figure, still counting, stays until this meter has one.
+    if (env_.metrics != nullptr) declare_tap(*env_.metrics, cfg_, true);
 }
 
 tap::~tap() { stop(); }
@@ -432,7 +432,9 @@ void tap::on_revoke(const kafka::partition_list& parts) {
             ps.needs_seek = false;
             ps.writer.reset();
             // The meter is the tap's own: no I/O, safe inside the callback.
-            meter_->revoke(tp.topic, tp.partition);
+            // A failed tap keeps following what it owned: its figure keeps
+            // growing until a new instance takes over.
+            if (status().state != tap_state::failed) meter_->revoke(tp.topic, tp.partition);
         }
         log_.info("revoked " + std::to_string(parts.size()) + " partition(s)");
     } catch (...) {

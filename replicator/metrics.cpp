@@ -107,7 +107,7 @@ mirror_metric_families make_mirror_metrics(prometheus::Registry& r) {
     };
 }
 
-void declare_flow(mirror_metric_families& m, const conf::flow_config& cfg) {
+void declare_flow(mirror_metric_families& m, const conf::flow_config& cfg, bool keep_rpo) {
     const prometheus::Labels l{{"flow", cfg.name}};
     // No target is a target that cannot be missed.
     const double inf = std::numeric_limits<double>::infinity();
@@ -117,7 +117,7 @@ void declare_flow(mirror_metric_families& m, const conf::flow_config& cfg) {
                                            : inf);
     m.up.Add(l).Set(0);
     // Unknown until the flow's meter has its first figure: not a reassuring 0.
-    m.rpo.Add(l).Set(std::numeric_limits<double>::quiet_NaN());
+    if (!keep_rpo || !m.rpo.Has(l)) m.rpo.Add(l).Set(std::numeric_limits<double>::quiet_NaN());
     m.restarts.Add(l);
     m.heartbeats.Add(l);
     m.topics_created.Add(l);

@@ -44,7 +44,9 @@ struct mirror_metric_families {
 // Every series of one flow that a dashboard or alert reads, at its initial
 // value (0, NaN for an RPO not yet known, +Inf for no target), so that they
 // are in the first scrape: "No data" on a panel must mean a problem.
-void declare_flow(mirror_metric_families& m, const conf::flow_config& cfg);
+// keep_rpo: an RPO already published stays (a new instance of the same flow
+// taking over from a failed one whose meter still counts).
+void declare_flow(mirror_metric_families& m, const conf::flow_config& cfg, bool keep_rpo = false);
 // Drops every series of a flow that was removed (after it stopped).
 void forget_flow(mirror_metric_families& m, const std::string& flow);
 
