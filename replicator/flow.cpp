@@ -401,6 +401,7 @@ void flow::on_committed(const kafka::partition_list& parts) {
 }
 
 void flow::commit(bool sync) {
+    if (env_.faults != nullptr && env_.faults->on_commit) env_.faults->on_commit();
     kafka::partition_list positions;
     for (const auto& [ps, pos] : safe_positions(true)) {
         meter_->acknowledge(ps->topic->name, ps->partition, pos);
@@ -529,6 +530,8 @@ void flow::handle(kafka::message& m) {
         }
         return;
     }
+    if (env_.faults != nullptr && env_.faults->on_record)
+        env_.faults->on_record(std::string(m.topic()), m.partition(), m.offset());
     partition_state* ps = find(m);
     // Records of a partition this flow no longer owns, or one being moved
     // back to its last acknowledged record, are not sent: they come again.
@@ -783,7 +786,7 @@ void flow::recover_partitions() {
         }
     }
     if (seeks.empty()) return;
-    if (auto r = consumer_->seek(seeks, 10s); !r) {
+    if (auto r = seek(seeks); !r) {
         // Held until a seek succeeds: reading on would pass records the
         // target never got.
         count_error("seek");
@@ -795,6 +798,23 @@ void flow::recover_partitions() {
         ps->seek_to = -1;
         ps->position_reliable = true;
     }
+}
+
+Result<void> flow::seek(const kafka::partition_list& positions) {
+    if (env_.faults == nullptr || !env_.faults->fail_seek) return consumer_->seek(positions, 10s);
+    kafka::partition_list performed;
+    std::string refused;
+    for (const auto& tp : positions) {
+        if (!env_.faults->fail_seek(tp.topic, tp.partition, tp.offset)) {
+            performed.push_back(tp);
+            continue;
+        }
+        refused += (refused.empty() ? "" : ", ") + tp.topic + "/" + std::to_string(tp.partition);
+    }
+    // As librdkafka does: the other partitions' seeks go through.
+    { RPL_TRY(consumer_->seek(performed, 10s)); }
+    if (!refused.empty()) return fail(errc::kafka, "seek " + refused + ": injected failure");
+    return ok();
 }
 
 void flow::rewind() {
@@ -840,7 +860,7 @@ void flow::rewind() {
             positions.push_back({name, ps->partition, ps->acked_next});
         }
     }
-    if (auto r = consumer_->seek(positions, 10s); !r) {
+    if (auto r = seek(positions); !r) {
         // Reading on would pass records the target never got.
         log_.warn("rewind: " + r.error().message + "; trying again");
         count_error("seek");
@@ -1131,12 +1151,43 @@ void flow::run() noexcept {
         loop();
     } catch (const std::exception& e) {
         // A bug or an exhausted resource fails this flow, not the daemon.
-        count_error("exception");
-        log_.error(std::string("failed: ") + e.what());
-        set_state(flow_state::failed, std::string("internal error: ") + e.what());
+        fail_unit(e.what());
+    } catch (...) {
+        fail_unit("unknown exception");
     }
     batch_.clear();
     shutdown();
+}
+
+void flow::fail_unit(const char* cause) noexcept {
+    try {
+        count_error("exception");
+        log_.error(std::string("failed: ") + cause);
+        set_state(flow_state::failed, std::string("internal error: ") + cause);
+    } catch (...) {
+        // Out of memory even for the message: the state alone still says it.
+        std::lock_guard lock(status_mu_);
+        status_.state = flow_state::failed;
+    }
+}
+
+template <class F>
+void flow::guarded(const char* step, F&& f) noexcept {
+    // The cause that failed the run loop may come again here (memory is
+    // still short, the same bug): it ends this step, not the process.
+    try {
+        f();
+    } catch (const std::exception& e) {
+        try {
+            log_.error(std::string(step) + " at shutdown: " + e.what());
+        } catch (...) {
+        }
+    } catch (...) {
+        try {
+            log_.error(std::string(step) + " at shutdown: unknown exception");
+        } catch (...) {
+        }
+    }
 }
 
 void flow::loop() {
@@ -1231,20 +1282,26 @@ void flow::loop() {
 }
 
 void flow::shutdown() noexcept {
-    const bool failed = status().state == flow_state::failed;
+    bool failed = true;
+    guarded("state", [&] { failed = status().state == flow_state::failed; });
     if (producer_ && consumer_) {
         // Drain: whatever the target acknowledges now is committed; the rest
         // is re-read by the next run.
-        if (auto r = producer_->flush(drain_deadline); !r) log_.warn("drain: " + r.error().message);
-        commit(true);
+        guarded("drain", [&] {
+            if (auto r = producer_->flush(drain_deadline); !r)
+                log_.warn("drain: " + r.error().message);
+        });
+        guarded("commit", [&] { commit(true); });
     }
-    if (consumer_) consumer_->close(drain_deadline);
+    if (consumer_) guarded("close", [&] { consumer_->close(drain_deadline); });
     if (producer_) {
-        producer_->purge();
-        const auto until = clock::now() + 1s;
-        while (producer_->outstanding() > 0 && clock::now() < until) producer_->poll(50ms);
+        guarded("purge", [&] {
+            producer_->purge();
+            const auto until = clock::now() + 1s;
+            while (producer_->outstanding() > 0 && clock::now() < until) producer_->poll(50ms);
+        });
     }
-    if (source_producer_) (void)source_producer_->flush(500ms);
+    if (source_producer_) guarded("flush", [&] { (void)source_producer_->flush(500ms); });
     consumer_.reset();
     producer_.reset();
     // A failed flow keeps its meter (and the handle it samples through) until
@@ -1256,8 +1313,10 @@ void flow::shutdown() noexcept {
         source_producer_.reset();
     }
     runs_.reset();
-    if (!failed) set_state(flow_state::stopped);
-    log_.info(failed ? "stopped after failure" : "stopped");
+    guarded("stop", [&] {
+        if (!failed) set_state(flow_state::stopped);
+        log_.info(failed ? "stopped after failure" : "stopped");
+    });
 }
 
 }  // namespace rpl::replicator

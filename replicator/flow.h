@@ -34,6 +34,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -57,6 +58,23 @@ struct flow_status {
     std::chrono::steady_clock::time_point loop_at = std::chrono::steady_clock::now();
 };
 
+// Fault injection, for tests only: hooks at the points where a production
+// fault is real but cannot be had on demand (an exhausted resource, a seek
+// that librdkafka reports failed). The daemon never sets them; any hook may
+// be left empty.
+struct flow_faults {
+    // Called for every record the flow is about to send: a throw stands for
+    // one from the data path (bad_alloc, a library's own exception).
+    std::function<void(const std::string& topic, int32_t partition, int64_t offset)> on_record;
+    // Called at every commit of the flow's own (the timer's, the window's,
+    // the drain's at shutdown; not a revoke's): a throw reaches shutdown too.
+    std::function<void()> on_commit;
+    // Consulted for each partition of every seek: true makes that
+    // partition's seek fail as librdkafka's can (not performed, an error
+    // returned).
+    std::function<bool(const std::string& topic, int32_t partition, int64_t offset)> fail_seek;
+};
+
 // Things a flow needs from outside, injected by the app.
 struct flow_env {
     const conf::Config* config = nullptr;
@@ -65,6 +83,8 @@ struct flow_env {
     // runs are published to the target before the source commit that covers
     // them. nullptr runs the flow without translation (tests only).
     offsetsync::store* offsets = nullptr;
+    // Tests only: see flow_faults. nullptr in the daemon.
+    const flow_faults* faults = nullptr;
 };
 
 class flow {
@@ -112,6 +132,8 @@ private:
     // topic and waits for the topic's acknowledgement. False: do not commit.
     [[nodiscard]] bool persist_runs();
     void rewind();
+    // The consumer's seek, 10 s deadline, through flow_faults::fail_seek.
+    [[nodiscard]] Result<void> seek(const kafka::partition_list& positions);
     // A record of this partition was not taken by the target: hold the
     // partition, and resend it from its last acknowledged record.
     void fail_partition(partition_state& ps, int64_t offset, const std::string& cause);
@@ -125,6 +147,11 @@ private:
     void update_metrics();
     void publish_figures(const kafka::rpo_meter::figures& f);
     void shutdown() noexcept;
+    // Fails the flow with the cause of an exception out of the run loop.
+    void fail_unit(const char* cause) noexcept;
+    // One step of shutdown(): an exception ends the step, logged.
+    template <class F>
+    void guarded(const char* step, F&& f) noexcept;
     void set_state(flow_state s, std::string error = {});
     void count_error(const std::string& kind);
     [[nodiscard]] partition_state* find(const kafka::message& m);
