@@ -130,6 +130,7 @@ size_t consumer::poll(std::vector<message>& out, size_t max, std::chrono::millis
         out.emplace_back(m);
         ++n;
         wait = 0;  // drain what is already queued, do not wait again
+        if (poll_hook_) wait = static_cast<int>(poll_hook_(out.back()).count());
     }
     return n;
 }

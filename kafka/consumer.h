@@ -53,6 +53,13 @@ public:
     consumer& operator=(consumer&&) noexcept = default;
 
     void set_rebalance_handler(rebalance_handler h) { handler_->h = std::move(h); }
+    // Tests only (fault injection): after each message poll() takes, how
+    // long to wait for the next one of the same batch, where it otherwise
+    // takes only what is already queued. A rebalance callback that lands
+    // between two messages of one batch then lands there every time.
+    void set_poll_hook(std::function<std::chrono::milliseconds(const message&)> h) {
+        poll_hook_ = std::move(h);
+    }
 
     [[nodiscard]] Result<void> subscribe(const std::vector<std::string>& topics);
     // Up to max messages, waiting at most timeout for the first. Consumer
@@ -102,6 +109,7 @@ private:
     static void commit_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                           rd_kafka_topic_partition_list_t* offsets, void* opaque);
 
+    std::function<std::chrono::milliseconds(const message&)> poll_hook_;
     // Declared before client_ so it outlives the handle whose callbacks use it.
     std::unique_ptr<handler_state> handler_;
     Client client_;

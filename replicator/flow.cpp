@@ -198,6 +198,11 @@ Result<void> flow::connect() {
         [this](const kafka::partition_list& p) { on_revoke(p); },
         [this](const kafka::partition_list& p) { on_committed(p); },
     });
+    if (env_.faults != nullptr && env_.faults->poll_wait) {
+        consumer_->set_poll_hook([f = env_.faults](const kafka::message& m) {
+            return m.err() ? 0ms : f->poll_wait(std::string(m.topic()), m.partition(), m.offset());
+        });
+    }
     return ok();
 }
 

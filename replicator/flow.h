@@ -73,6 +73,13 @@ struct flow_faults {
     // partition's seek fail as librdkafka's can (not performed, an error
     // returned).
     std::function<bool(const std::string& topic, int32_t partition, int64_t offset)> fail_seek;
+    // After each record the consumer takes into a batch: how long its poll
+    // waits for the next record of that batch (0, as in the daemon, takes
+    // only what is queued). A rebalance then runs between records of one
+    // batch, where it otherwise lands only now and then.
+    std::function<std::chrono::milliseconds(const std::string& topic, int32_t partition,
+                                            int64_t offset)>
+        poll_wait;
 };
 
 // Things a flow needs from outside, injected by the app.
