@@ -118,13 +118,17 @@ int64_t committed(const std::string& bootstrap, const char* group, const std::st
     return out;
 }
 
-// Flows "a" (orders) and "b" (payments) from src to dst.
-rpl::conf::Config two_flows(const std::string& src, const std::string& dst) {
-    std::string text = "[daemon]\nadmin_listen = \"127.0.0.1:0\"\n[clusters.src]\nbootstrap = \"" +
-                       src + "\"\n[clusters.dst]\nbootstrap = \"" + dst + "\"\n";
+// Flows "a" (orders, from cluster srca) and "b" (payments, from srcb) to
+// dst. Each source is a mock cluster of its own: two groups joining at once
+// on one mock cluster now and then leave one unassigned for good.
+rpl::conf::Config two_flows(const std::string& srca, const std::string& srcb,
+                            const std::string& dst) {
+    std::string text = "[daemon]\nadmin_listen = \"127.0.0.1:0\"\n[clusters.srca]\nbootstrap = \"" +
+                       srca + "\"\n[clusters.srcb]\nbootstrap = \"" + srcb +
+                       "\"\n[clusters.dst]\nbootstrap = \"" + dst + "\"\n";
     for (const auto& [name, topic] : {std::pair{"a", "orders"}, std::pair{"b", "payments"}})
-        text += std::string("[[flow]]\nname = \"") + name +
-                "\"\nsource = \"src\"\ntarget = \"dst\"\ntopics = [\"" + topic +
+        text += std::string("[[flow]]\nname = \"") + name + "\"\nsource = \"src" + name +
+                "\"\ntarget = \"dst\"\ntopics = [\"" + topic +
                 "\"]\nheartbeats = false\nrefresh_interval = \"1s\"\n";
     auto cfg = rpl::conf::parse(text, "seam.toml");
     REQUIRE_MESSAGE(cfg.has_value(), (cfg ? "" : cfg.error().message));
@@ -135,19 +139,19 @@ rpl::conf::Config two_flows(const std::string& src, const std::string& dst) {
 // one that does not; returns the failed flow's last error.
 template <class Thrown>
 std::string throw_beside_a_healthy_flow(Thrown thrown) {
-    mock_cluster src(1), dst(1);
-    src.create_topic("orders", 1);
-    src.create_topic("payments", 1);
-    dst.create_topic("src.orders", 1);
-    dst.create_topic("src.payments", 1);
-    produce(src.bootstrap(), "orders", 0, 100);
-    produce(src.bootstrap(), "payments", 0, 100);
+    mock_cluster srca(1), srcb(1), dst(1);
+    srca.create_topic("orders", 1);
+    srcb.create_topic("payments", 1);
+    dst.create_topic("srca.orders", 1);
+    dst.create_topic("srcb.payments", 1);
+    produce(srca.bootstrap(), "orders", 0, 100);
+    produce(srcb.bootstrap(), "payments", 0, 100);
 
     flow_faults faults;
     faults.on_record = [thrown](const std::string&, int32_t, int64_t offset) {
         if (offset == 50) throw thrown;
     };
-    const auto cfg = two_flows(src.bootstrap(), dst.bootstrap());
+    const auto cfg = two_flows(srca.bootstrap(), srcb.bootstrap(), dst.bootstrap());
     prometheus::Registry registry;
     auto metrics = rpl::replicator::make_mirror_metrics(registry);
     rpl::replicator::flow a(cfg.flows.at(0), {&cfg, &metrics, nullptr, &faults});
@@ -158,8 +162,8 @@ std::string throw_beside_a_healthy_flow(Thrown thrown) {
     CHECK(eventually(20s, [&] { return a.status().state == flow_state::failed; }));
     const std::string error = a.status().last_error;
     // The other flow keeps copying, records produced after the failure too.
-    produce(src.bootstrap(), "payments", 100, 100);
-    CHECK(eventually(20s, [&] { return end_offset(dst.bootstrap(), "src.payments") == 200; }));
+    produce(srcb.bootstrap(), "payments", 100, 100);
+    CHECK(eventually(20s, [&] { return end_offset(dst.bootstrap(), "srcb.payments") == 200; }));
     CHECK(b.status().state == flow_state::running);
     a.stop();
     b.stop();
