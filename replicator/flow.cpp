@@ -115,7 +115,10 @@ flow::flow(const conf::flow_config& cfg, flow_env env)
     status_.name = cfg_.name;
     if (env_.metrics != nullptr) {
         auto& m = *env_.metrics;
-        declare_flow(m, cfg_);
+        // The supervisor declared the series (RPO NaN) with the unit; a
+        // failed predecessor's figure, still counting, stays until this
+        // flow's meter has one.
+        declare_flow(m, cfg_, true);
         latency_histogram_ = &m.latency.Add({{"flow", cfg_.name}}, latency_buckets());
     }
 }
@@ -389,7 +392,9 @@ void flow::on_revoke(const kafka::partition_list& parts) {
     for (const auto& tp : parts) {
         auto& ps = part(tp.topic, tp.partition);
         ps.assigned = false;
-        meter_->revoke(tp.topic, tp.partition);
+        // A failed flow keeps following what it owned (see shutdown): its
+        // figure keeps growing until a new instance takes over.
+        if (status().state != flow_state::failed) meter_->revoke(tp.topic, tp.partition);
         if (ps.lag != nullptr && env_.metrics != nullptr) {
             env_.metrics->lag.Remove(ps.lag);
             ps.lag = nullptr;

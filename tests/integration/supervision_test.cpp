@@ -21,9 +21,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <list>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -332,7 +336,7 @@ TEST_CASE("healthz_names_a_tap_whose_run_loop_is_wedged_on_a_store_that_stopped_
     // the tap's run loop really blocks, in a store call made on its own
     // thread (recording a topic that grew) against an S3 endpoint that
     // accepts connections and never answers; the probe asks for a short
-    // bound (?stall=2s) so the test takes seconds, not the default minute.
+    // bound (?stall=2s) so the test takes seconds, not the default three minutes.
     const auto& b = testbed();
     const std::string topic = unique("sv-wedge");
     create_topic(b.primary, topic, 1);
@@ -362,7 +366,7 @@ TEST_CASE("healthz_names_a_tap_whose_run_loop_is_wedged_on_a_store_that_stopped_
     add_partitions(b.primary, topic, 2);
     REQUIRE_EVENTUALLY(30s, has(http_get(port, "/healthz?stall=2s"),
                                 "tap stuck is running but its run loop has not gone round"));
-    // The default bound (60 s) is not reached yet.
+    // The default bound (180 s) is not reached yet.
     CHECK(http_get(port, "/healthz") == "ok\n");
 
     // The store answers again: the call returns, the loop goes round.
@@ -414,5 +418,83 @@ TEST_CASE("replicatorctl_status_shows_rpo_and_lag_unknown_for_a_unit_without_a_f
 
     d.signal(SIGTERM);
     CHECK(d.wait(30s) == std::optional<int>(0));
+    delete_topic(b.primary, topic);
+}
+
+TEST_CASE("a_failed_flow_whose_restarts_cannot_reach_its_target_keeps_its_rpo_growing") {
+    // Guards against the RPO gauge freezing when a failed flow is restarted:
+    // the restart put a new instance in place of the failed one and so
+    // stopped the failed one's meter, and the new instance has no figure
+    // until it has reached both clusters. While the restarts kept failing
+    // (here: the target's bootstrap accepts connections and never answers)
+    // the gauge kept the figure of the moment of the failure, and read
+    // further below the truth every second. The flow fails on a record dr
+    // refuses (too large once the provenance header is added).
+    const auto& b = testbed();
+    const std::string flow = unique("sv-frozen");
+    const std::string topic = unique("sv-frozen") + ".t";
+    create_topic(b.primary, topic, 1, {{"max.message.bytes", "100000"}});
+    const int via_port = free_ports().first;
+    forwarder via(via_port, port_of(b.dr));
+    const std::string cfg =
+        head("[clusters.via]\nbootstrap = \"127.0.0.1:" + std::to_string(via_port) + "\"\n\n") +
+        "[[flow]]\nname = \"" + flow + "\"\nsource = \"primary\"\ntarget = \"via\"\ntopics = [\"" +
+        topic +
+        "\"]\nnaming = \"identity\"\nrefresh_interval = \"1s\"\nheartbeats = false\n"
+        "emit_checkpoints = false\nsync_group_offsets = false\n";
+    daemon_process d(write_file(flow + ".toml", cfg), temp_dir() + "/" + flow + ".log");
+    INFO(d.log());
+    REQUIRE_EVENTUALLY(20s, d.admin_port() > 0);
+    const int port = d.admin_port();
+    const std::string series = "replicatord_rpo_seconds{flow=\"" + flow + "\"} ";
+    const auto rpo = [&]() -> std::optional<double> {
+        const std::string page = http_get(port, "/metrics");
+        const auto at = page.find("\n" + series);
+        if (at == std::string::npos) return std::nullopt;
+        return std::strtod(page.c_str() + at + 1 + series.size(), nullptr);
+    };
+    REQUIRE_EVENTUALLY(60s, [&] {
+        const auto s = unit_status(port, flow);
+        const auto r = rpo();
+        return s && s->str("state") == "running" && r && !std::isnan(*r);
+    }());
+
+    // From now on a new connection to dr through its bootstrap gets no
+    // answer; the running instance talks to the broker's own address.
+    via.hold(true);
+    {
+        producer p(b.primary);
+        record big;
+        big.value = std::string(100000 - 61 - 12 - 10, 'x');
+        p.produce(topic, big);
+        p.flush();
+    }
+    // The source held the record by now at the latest: the truth is at
+    // least the time since.
+    const auto held_by = std::chrono::system_clock::now();
+    REQUIRE_EVENTUALLY(90s, has(d.log(), "gave up on " + topic + "/0 at source offset 0"));
+    REQUIRE_EVENTUALLY(30s, [&] {
+        const auto s = unit_status(port, flow);
+        return s && s->i64("restarts") >= 1;
+    }());
+    // The restarts wait 10 s on dr and fail; meanwhile the figure keeps
+    // growing with the record's age, one sampling interval (1 s) and a
+    // publication (0.1 s) of slack allowed, and a scrape's own time.
+    for (int i = 0; i < 16; ++i) {
+        const auto figure = rpo();
+        const double truth =
+            std::chrono::duration<double>(std::chrono::system_clock::now() - held_by).count();
+        REQUIRE(figure.has_value());
+        CHECK_MESSAGE(*figure >= truth - 1.5, "scrape " << i << ": rpo " << *figure
+                                                        << " s, record outstanding for at least "
+                                                        << truth << " s");
+        std::this_thread::sleep_for(500ms);
+    }
+    const auto s = unit_status(port, flow);
+    REQUIRE(s.has_value());
+    CHECK(s->str("state") == "failed");
+
+    d.signal(SIGTERM);
+    CHECK(d.wait(60s).has_value());
     delete_topic(b.primary, topic);
 }
