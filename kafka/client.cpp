@@ -97,6 +97,10 @@ void* user_opaque(rd_kafka_t* rk) noexcept {
     return opaque == nullptr ? nullptr : static_cast<client_context*>(opaque)->user;
 }
 
+void note_assigned(rd_kafka_t* rk) noexcept {
+    if (auto* ctx = static_cast<client_context*>(rd_kafka_opaque(rk))) ctx->assigned = true;
+}
+
 Result<Client> Client::create(client_kind kind, const endpoint& ep, const properties& overrides,
                               const Logger& log, void (*setup)(rd_kafka_conf_t*, void*),
                               void* opaque) {
@@ -112,7 +116,10 @@ Result<Client> Client::create(client_kind kind, const endpoint& ep, const proper
 
     Client c;
     c.kind_ = kind;
-    c.ctx_ = std::make_unique<client_context>(client_context{ep, log, opaque});
+    c.ctx_ = std::make_unique<client_context>();
+    c.ctx_->ep = ep;
+    c.ctx_->log = log;
+    c.ctx_->user = opaque;
     rd_kafka_conf_set_opaque(conf.get(), c.ctx_.get());
     rd_kafka_conf_set_log_cb(conf.get(), &log_cb);
     rd_kafka_conf_set_error_cb(conf.get(), &error_cb);
@@ -192,7 +199,31 @@ void Client::destroy() noexcept {
         ctx_.reset();
         return;
     }
+    // librdkafka before 2.3.0 aborts the process when it destroys a
+    // cooperative-sticky consumer that has joined its group (it has a member
+    // id) but was never handed an assignment: the assignor's state is still
+    // null and its destructor asserts (librdkafka #4312, fixed by #4381).
+    // Stopping or reloading a flow during its first rebalance would end the
+    // daemon. Such a handle is closed (the group is left) and then left
+    // behind: a small, counted leak instead of the whole process.
+    bool joined_unassigned = false;
+    if (rd_kafka_version() < 0x020300ff && !ctx_->assigned.load()) {
+        if (char* id = rd_kafka_memberid(rk_)) {
+            joined_unassigned = id[0] != '\0';
+            rd_kafka_mem_free(rk_, id);
+        }
+    }
     close(std::chrono::seconds(10));
+    if (joined_unassigned) {
+        ctx_->log.warn(
+            "leaving a closed consumer handle behind: it joined its group but was never "
+            "assigned, and librdkafka " +
+            std::string(rd_kafka_version_str()) +
+            " aborts when destroying such a handle (fixed in 2.3.0)");
+        static_cast<void>(ctx_.release());  // its callbacks may still run
+        rk_ = nullptr;
+        return;
+    }
     // librdkafka 2.0.2 can leak a broker reference when a subscribed topic is
     // deleted, and rd_kafka_destroy then waits forever for that broker
     // thread. Destroy on a helper thread and stop waiting after a deadline:

@@ -80,7 +80,13 @@ struct client_context {
     endpoint ep;
     Logger log;
     void* user = nullptr;  // the caller's opaque, see user_opaque()
+    // A group consumer has been handed an assignment (even an empty one)
+    // at least once; see Client::destroy.
+    std::atomic<bool> assigned{false};
 };
+
+// Marks a group consumer's handle as assigned (from its rebalance callback).
+void note_assigned(rd_kafka_t* rk) noexcept;
 
 // An owned rd_kafka_t with the project's logger wired in. Movable, not
 // copyable. Destruction closes consumers (bounded by a deadline) before

@@ -44,6 +44,7 @@ void consumer::rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     const partition_list list = from_tpl(parts);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        note_assigned(rk);
         if (st->h.on_assign) st->h.on_assign(list);
         if (cooperative) {
             if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, parts)) {
