@@ -363,6 +363,9 @@ private:
             sup_.restarts_.Add(labels()).Increment();
             sup_.log_.info(label() + ": restart " + std::to_string(n));
         }
+        // Stop was requested (shutdown or reload): every unit asked reaches
+        // this line at once, before any of them has drained.
+        sup_.log_.info("stopping " + label());
         stop_instance();
     }
 

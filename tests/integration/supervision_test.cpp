@@ -498,3 +498,79 @@ TEST_CASE("a_failed_flow_whose_restarts_cannot_reach_its_target_keeps_its_rpo_gr
     CHECK(d.wait(60s).has_value());
     delete_topic(b.primary, topic);
 }
+
+TEST_CASE("units_stop_all_at_once_so_the_slowest_drain_bounds_the_stop_not_their_sum") {
+    // Guards against stopping units one after another: each flow drains what
+    // dr has not acknowledged (up to 4 s), commits and leaves its group
+    // before the next one even began, so a daemon with many flows outlived a
+    // typical 30 s grace period and was killed in the middle of a drain.
+    // Here two flows copy through a dr quota slower than the load, so each
+    // stop drains for seconds: every unit must begin stopping before any of
+    // them has stopped.
+    const auto& b = testbed();
+    const std::string ta = unique("sv-par-a");
+    const std::string tb = unique("sv-par-b");
+    create_topic(b.primary, ta, 1);
+    create_topic(b.primary, tb, 1);
+    const std::string client_id = unique("sv-par-client");
+    const std::string cfg =
+        "[daemon]\nstate_dir = \"" + temp_dir() + "/" + unique("state") +
+        "\"\nadmin_listen = \"127.0.0.1:0\"\n\n[clusters.primary]\nbootstrap = \"" + b.primary +
+        "\"\n\n[clusters.dr]\nbootstrap = \"" + b.dr +
+        "\"\n[clusters.dr.client]\n\"client.id\" = \"" + client_id +
+        // Small requests: each one waits out the quota, so records stay in
+        // flight instead of going in one large request.
+        "\"\n\"batch.size\" = \"4096\"\n\n" + flow_section(ta, "dr", ta) +
+        flow_section(tb, "dr", tb);
+    slow_link quota(client_id, 16 * 1024);
+    daemon_process d(write_file(unique("sv-par") + ".toml", cfg),
+                     temp_dir() + "/" + unique("sv-par") + ".log");
+    INFO(d.log());
+    REQUIRE_EVENTUALLY(20s, d.admin_port() > 0);
+    const int port = d.admin_port();
+    REQUIRE_EVENTUALLY(60s, [&] {
+        const auto sa = unit_status(port, ta);
+        const auto sb = unit_status(port, tb);
+        return sa && sb && sa->str("state") == "running" && sb->str("state") == "running";
+    }());
+    {
+        producer p(b.primary);
+        for (int i = 0; i < 200; ++i) {
+            record r;
+            r.value = std::string(1024, static_cast<char>('a' + i % 26));
+            p.produce(ta, r);
+            p.produce(tb, r);
+        }
+        p.flush();
+    }
+    // Both are copying, and far from done at 16 KiB/s.
+    REQUIRE_EVENTUALLY(60s, mirrored("primary." + ta) > 0 && mirrored("primary." + tb) > 0);
+
+    d.signal(SIGTERM);
+    REQUIRE(d.wait(60s).has_value());
+    std::vector<std::string> lines;
+    std::istringstream in(d.log());
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    const auto first = [&](const std::string& needle) {
+        for (size_t i = 0; i < lines.size(); ++i)
+            if (has(lines[i], needle)) return static_cast<long>(i);
+        return -1L;
+    };
+    const long stopping_a = first("stopping flow " + ta);
+    const long stopping_b = first("stopping flow " + tb);
+    const long stopped_a = first(ta + "] stopped");
+    const long stopped_b = first(tb + "] stopped");
+    REQUIRE(stopping_a >= 0);
+    REQUIRE(stopping_b >= 0);
+    REQUIRE(stopped_a >= 0);
+    REQUIRE(stopped_b >= 0);
+    CHECK(std::max(stopping_a, stopping_b) < std::min(stopped_a, stopped_b));
+    // Each drain really waited on dr (the quota held records in flight), so
+    // each stop took seconds.
+    CHECK(first(ta + "] drain: ") >= 0);
+    CHECK(first(tb + "] drain: ") >= 0);
+    for (const auto& t : {ta, tb}) {
+        delete_topic(b.primary, t);
+        delete_topic(b.dr, "primary." + t);
+    }
+}
