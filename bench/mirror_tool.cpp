@@ -536,13 +536,13 @@ int cmd_watch(const args& a) {
         if (steady::now() - t0 > timeout) break;
         std::this_thread::sleep_for(100ms);
     }
+    // Each partition's log start and end, to set beside the producer's
+    // acknowledgements per partition when a count comes up short.
+    std::string ranges;
+    for (const auto& [lo, hi] : watermarks(h.rk, topic, partitions))
+        ranges += (ranges.empty() ? "" : ",") + std::string("[") + std::to_string(lo) + "," +
+                  std::to_string(hi) + "]";
     if (total < expect) {
-        // Each partition's log start and end, to set beside the producer's
-        // acknowledgements per partition when a count comes up short.
-        std::string ranges;
-        for (const auto& [lo, hi] : watermarks(h.rk, topic, partitions))
-            ranges += (ranges.empty() ? "" : ",") + std::string("[") + std::to_string(lo) + "," +
-                      std::to_string(hi) + "]";
         std::printf("{\"ok\":false,\"records\":%" PRId64 ",\"expect\":%" PRId64
                     ",\"reason\":\"%s\",\"partitions\":[%s]}\n",
                     total, expect, gone ? "contender exited" : "timeout", ranges.c_str());
@@ -556,10 +556,11 @@ int cmd_watch(const args& a) {
     }
     read_at(h.rk, topic, firsts, fl, true);
     read_at(h.rk, topic, lasts, fl, false);
-    std::printf("{\"ok\":true,\"records\":%" PRId64 ",\"first_ms\":%" PRId64 ",\"last_ms\":%" PRId64
-                ",\"log_append_time\":%s,\"cpu_seconds\":%.3f,\"hwm_kib\":%ld}\n",
-                total, fl.first_ms, fl.last_ms, fl.log_append_time ? "true" : "false",
-                cpu_end >= 0 && cpu_start >= 0 ? cpu_end - cpu_start : -1.0, hwm);
+    std::printf(
+        "{\"ok\":true,\"records\":%" PRId64 ",\"first_ms\":%" PRId64 ",\"last_ms\":%" PRId64
+        ",\"log_append_time\":%s,\"cpu_seconds\":%.3f,\"hwm_kib\":%ld,\"partitions\":[%s]}\n",
+        total, fl.first_ms, fl.last_ms, fl.log_append_time ? "true" : "false",
+        cpu_end >= 0 && cpu_start >= 0 ? cpu_end - cpu_start : -1.0, hwm, ranges.c_str());
     return 0;
 }
 
