@@ -422,13 +422,13 @@ TEST_CASE("replicatorctl_status_shows_rpo_and_lag_unknown_for_a_unit_without_a_f
 }
 
 TEST_CASE("a_failed_flow_whose_restarts_cannot_reach_its_target_keeps_its_rpo_growing") {
-    // Guards against the RPO gauge freezing when a failed flow is restarted:
+    // Guards against the RPO going unknown when a failed flow is restarted:
     // the restart put a new instance in place of the failed one and so
-    // stopped the failed one's meter, and the new instance has no figure
-    // until it has reached both clusters. While the restarts kept failing
-    // (here: the target's bootstrap accepts connections and never answers)
-    // the gauge kept the figure of the moment of the failure, and read
-    // further below the truth every second. The flow fails on a record dr
+    // stopped the failed one's meter (which had also dropped its partitions),
+    // and the new instance reset the gauge to NaN and has no figure until it
+    // has reached both clusters. While the restarts kept failing (here: the
+    // target's bootstrap accepts connections and never answers) the gauge
+    // read NaN, so no RPO alert could fire. The flow fails on a record dr
     // refuses (too large once the provenance header is added).
     const auto& b = testbed();
     const std::string flow = unique("sv-frozen");
