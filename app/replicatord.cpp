@@ -11,6 +11,7 @@
 #include "conf/config.h"
 #include "kafka/log.h"
 
+#include <csignal>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -33,6 +34,9 @@ exit codes: 0 ok, 1 runtime failure, 2 invalid config, 3 cluster unreachable (--
 
 int main(int argc, char** argv) {
     using namespace rpl;
+    report_fatal_signals("replicatord");
+    // A peer closing a socket is an error to handle, not a reason to die.
+    std::signal(SIGPIPE, SIG_IGN);
     std::string config_path;
     std::string level_arg;
     bool check = false;

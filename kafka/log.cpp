@@ -1,6 +1,10 @@
 #include "kafka/log.h"
 
+#include <execinfo.h>
 #include <unistd.h>
+
+#include <csignal>
+#include <cstring>
 
 #include <chrono>
 #include <cstdio>
@@ -24,6 +28,45 @@ const char* level_name(level l) noexcept {
     return "?";
 }
 }  // namespace
+
+namespace {
+const char* g_program = "replicatord";
+
+void write_all(const char* s) noexcept {
+    [[maybe_unused]] auto n = ::write(STDERR_FILENO, s, std::strlen(s));
+}
+
+// Async-signal-safe but for backtrace(), whose first call may allocate:
+// report_fatal_signals calls it once beforehand.
+void on_fatal_signal(int sig) {
+    const char* name = sig == SIGSEGV  ? "SIGSEGV"
+                       : sig == SIGBUS ? "SIGBUS"
+                       : sig == SIGILL ? "SIGILL"
+                       : sig == SIGFPE ? "SIGFPE"
+                                       : "SIGABRT";
+    write_all("FATAL ");
+    write_all(g_program);
+    write_all(": ");
+    write_all(name);
+    write_all("; backtrace:\n");
+    void* frames[64];
+    const int n = ::backtrace(frames, 64);
+    ::backtrace_symbols_fd(frames, n, STDERR_FILENO);
+    // SA_RESETHAND restored the default action: die of the same signal.
+    ::raise(sig);
+}
+}  // namespace
+
+void report_fatal_signals(const char* program) noexcept {
+    g_program = program;
+    void* warm[1];
+    (void)::backtrace(warm, 1);
+    struct sigaction sa {};
+    sa.sa_handler = &on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) ::sigaction(sig, &sa, nullptr);
+}
 
 void set_log_level(level l) noexcept { g_level.store(static_cast<int>(l)); }
 void set_log_json(bool json) noexcept { g_json.store(json); }

@@ -26,6 +26,13 @@ void set_log_level(level l) noexcept;
 // Text lines (the default) or JSON objects, one per line.
 void set_log_json(bool json) noexcept;
 
+// A process that dies of SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGABRT first
+// writes `FATAL <program>: <signal>` and a backtrace to stderr, so that a
+// crash leaves its cause in the log instead of ending it mid-line; it then
+// dies of the same signal (the exit status and core dump are unchanged).
+// Call once, early in main.
+void report_fatal_signals(const char* program) noexcept;
+
 // s in double quotes with \" \\ \n \t \r and \u00XX escapes for other control
 // characters: a JSON string and a TOML basic string alike.
 [[nodiscard]] std::string quoted(std::string_view s);

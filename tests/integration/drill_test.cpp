@@ -314,8 +314,8 @@ struct bed_flow {
         if (!daemon) return;
         daemon->signal(SIGTERM);
         const auto rc = daemon->wait(30s);
-        CHECK_MESSAGE(rc == std::optional<int>(0),
-                      ("replicatord did not stop cleanly; log:\n" + daemon->log()));
+        CHECK_MESSAGE(rc == std::optional<int>(0), ("replicatord did not stop cleanly (" +
+                                                    describe(rc) + "); log:\n" + daemon->log()));
         daemon.reset();
     }
     // Every group has a checkpoint on dr (translate answers from dr).

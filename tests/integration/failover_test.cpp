@@ -96,8 +96,8 @@ struct scenario {
         if (!daemon) return;
         daemon->signal(SIGTERM);
         const auto rc = daemon->wait(20s);
-        CHECK_MESSAGE(rc == std::optional<int>(0),
-                      ("replicatord did not stop cleanly; log:\n" + daemon->log()));
+        CHECK_MESSAGE(rc == std::optional<int>(0), ("replicatord did not stop cleanly (" +
+                                                    describe(rc) + "); log:\n" + daemon->log()));
     }
 
     // `other_group`: another group of this scenario (named group + "-...").

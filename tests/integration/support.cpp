@@ -531,6 +531,12 @@ std::optional<int> daemon_process::wait(std::chrono::milliseconds deadline) {
     }
 }
 
+std::string describe(const std::optional<int>& status) {
+    if (!status) return "still running";
+    if (*status < 0) return "killed by signal " + std::to_string(-*status);
+    return "exit " + std::to_string(*status);
+}
+
 bool daemon_process::running() { return !wait(0ms).has_value(); }
 
 std::string daemon_process::log() const { return slurp(log_path_); }

@@ -135,6 +135,10 @@ private:
     std::optional<int> status_;
 };
 
+// A daemon_process::wait result in words: "exit 1", "killed by signal 11",
+// "still running".
+std::string describe(const std::optional<int>& status);
+
 // scripts/testbed of this checkout.
 std::string testbed_script();
 
