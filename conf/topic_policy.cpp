@@ -47,7 +47,11 @@ std::string topic_policy::topic_source(std::string_view topic) const {
 }
 
 bool topic_policy::is_cycle(std::string_view topic) const {
-    if (naming_ != naming_policy::prefix) return false;
+    if (naming_ != naming_policy::prefix && !is_heartbeats(topic)) return false;
+    return path_has_target(topic);
+}
+
+bool topic_policy::path_has_target(std::string_view topic) const {
     // Walk `a.b.topic`: a topic is a cycle if any alias on its path is the
     // target. A plain name such as `orders.eu` walks `orders`, `eu` harmlessly.
     while (true) {
@@ -80,7 +84,8 @@ bool topic_policy::included(const std::string& t) const {
 }
 
 std::string topic_policy::source_topic_of(const std::string& target_topic) const {
-    if (naming_ == naming_policy::identity) return mirrored(target_topic) ? target_topic : "";
+    if (naming_ == naming_policy::identity && !is_heartbeats(target_topic))
+        return mirrored(target_topic) ? target_topic : "";
     const std::string prefix = source_ + separator_;
     if (target_topic.size() <= prefix.size() || target_topic.compare(0, prefix.size(), prefix) != 0)
         return "";
@@ -89,7 +94,7 @@ std::string topic_policy::source_topic_of(const std::string& target_topic) const
 }
 
 std::string topic_policy::target_topic(const std::string& source_topic) const {
-    if (naming_ == naming_policy::identity) return source_topic;
+    if (naming_ == naming_policy::identity && !is_heartbeats(source_topic)) return source_topic;
     return source_ + separator_ + source_topic;
 }
 

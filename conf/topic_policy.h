@@ -11,6 +11,12 @@
 //      same walk over `alias.alias.topic`).
 //   3. `heartbeats` (and remote `<alias>.heartbeats`) are always mirrored while
 //      the flow emits heartbeats, so latency is measured end to end.
+//      Heartbeats topics keep the prefix under identity naming too, and rule 2
+//      applies to them: their names are the only trace of the path they took
+//      (as in MirrorMaker 2's identity policy). Without it an identity flow
+//      beside a pair between the same clusters sent `dr.heartbeats` back to
+//      dr, the pair brought it back as `dr.dr.heartbeats`, and so on, a new
+//      topic on each cluster every refresh until names reached 249 bytes.
 //   4. Otherwise a topic must fully match one `topics` regex and no
 //      `exclude_topics` regex.
 // Thread model: immutable after construction; safe to share.
@@ -88,6 +94,7 @@ public:
 
 private:
     [[nodiscard]] bool is_cycle(std::string_view topic) const;
+    [[nodiscard]] bool path_has_target(std::string_view topic) const;
     [[nodiscard]] bool is_heartbeats(std::string_view topic) const;
 
     std::string source_;

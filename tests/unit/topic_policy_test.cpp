@@ -143,6 +143,31 @@ TEST_CASE("heartbeats_are_mirrored_even_when_not_in_topics") {
     CHECK(p.classify("heartbeats2") == topic_verdict::not_included);
 }
 
+TEST_CASE("identity_naming_prefixes_heartbeats_and_never_sends_them_back_to_their_cluster") {
+    // Guards against a heartbeats loop (seen in bench/soak): an identity flow
+    // primary -> dr beside a pair between the same clusters copied
+    // dr.heartbeats (dr's heartbeats, brought to primary by the pair) back to
+    // dr under the same name, the pair brought that back as dr.dr.heartbeats,
+    // and so on: a new topic on each cluster every refresh until the names
+    // hit Kafka's 249-byte limit. It also merged primary's heartbeats into
+    // dr's own `heartbeats` topic.
+    auto f = primary_to_dr();
+    f.naming = naming_policy::identity;
+    f.topics = {".*"};
+    const topic_policy p(f);
+    CHECK(p.classify("dr.heartbeats") == topic_verdict::cycle);
+    CHECK(p.classify("us.dr.heartbeats") == topic_verdict::cycle);
+    CHECK(p.classify("dr.dr.heartbeats") == topic_verdict::cycle);
+    CHECK(p.target_topic("heartbeats") == "primary.heartbeats");
+    CHECK(p.target_topic("us.heartbeats") == "primary.us.heartbeats");
+    CHECK(p.source_topic_of("primary.heartbeats") == "heartbeats");
+    CHECK(p.source_topic_of("heartbeats") == "");  // dr's own
+    // Other topics keep their names and get no cycle detection by name.
+    CHECK(p.target_topic("dr.orders") == "dr.orders");
+    CHECK(p.mirrored("dr.orders"));
+    CHECK(p.source_topic_of("orders") == "orders");
+}
+
 TEST_CASE("heartbeats_follow_topics_when_the_flow_emits_none") {
     // Guards against heartbeats=false still dragging heartbeat topics along.
     auto f = primary_to_dr();
