@@ -18,6 +18,8 @@
 //
 // Every subcommand prints one JSON object on stdout; errors go to stderr with
 // exit code 1. Single-threaded; librdkafka's own threads do the I/O.
+#include "bench/tool_common.h"
+
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
@@ -42,16 +44,8 @@ namespace {
 using steady = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-[[noreturn]] void die(const std::string& what) {
-    std::fprintf(stderr, "bench_mirror_tool: %s\n", what.c_str());
-    std::exit(1);
-}
-
-int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
+[[noreturn]] void die(const std::string& what) { rpl::bench::die("bench_mirror_tool", what); }
+using rpl::bench::now_ms;
 
 // ------------------------------------------------------------------ options
 

@@ -21,6 +21,8 @@
 //
 // kcat dumps are read in the format `-f '%p\t%o\t%T\t%S\t%h\n'` (partition,
 // offset, timestamp, value size or -1 for null, headers as k=v,k=v).
+#include "bench/tool_common.h"
+
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
@@ -39,6 +41,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -50,16 +53,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-[[noreturn]] void die(const std::string& what) {
-    std::fprintf(stderr, "bench_soak_tool: %s\n", what.c_str());
-    std::exit(1);
-}
-
-int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
+[[noreturn]] void die(const std::string& what) { rpl::bench::die("bench_soak_tool", what); }
+using rpl::bench::now_ms;
 
 // --name value options after the subcommand; repeated names accumulate.
 struct args {
@@ -640,6 +635,16 @@ std::set<std::string> read_ids(const std::string& path, const std::string& tag =
     return ids;
 }
 
+// `name:first.tsv:second.tsv` of --mirror and --archive.
+std::tuple<std::string, std::string, std::string> split_spec(const std::string& spec) {
+    std::stringstream ss(spec);
+    std::string name, first, second;
+    std::getline(ss, name, ':');
+    std::getline(ss, first, ':');
+    std::getline(ss, second);
+    return {name, first, second};
+}
+
 // check --mirror name:source.tsv:target.tsv ... --archive name:source.tsv:restored.tsv ...
 //       --acked F --aborted F --samples F --rpo-source source.tsv --rpo-target target.tsv
 //       --allowance SECONDS
@@ -650,11 +655,7 @@ int cmd_check(const args& a) {
     std::set<std::string> on_source;
     const int max_print = 20;
     for (const auto& spec : a.all("mirror")) {
-        std::stringstream ss(spec);
-        std::string name, s, g;
-        std::getline(ss, name, ':');
-        std::getline(ss, s, ':');
-        std::getline(ss, g);
+        const auto [name, s, g] = split_spec(spec);
         const dump source = read_dump(s), target = read_dump(g);
         for (const auto& [p, rs] : source)
             for (const auto& r : rs) on_source.insert(r.id);
@@ -676,11 +677,7 @@ int cmd_check(const args& a) {
     // Archives: every source record at its own offset, equal id and tombstone.
     int64_t holes = 0, archive_checked = 0;
     for (const auto& spec : a.all("archive")) {
-        std::stringstream ss(spec);
-        std::string name, s, g;
-        std::getline(ss, name, ':');
-        std::getline(ss, s, ':');
-        std::getline(ss, g);
+        const auto [name, s, g] = split_spec(spec);
         const dump source = read_dump(s), restored = read_dump(g);
         int printed = 0;
         for (const auto& [p, srcs] : source) {
