@@ -761,7 +761,9 @@ std::string supervisor::status_json() const {
         common(*u, v, s.lag);
         o << ",\"rpo_target_seconds\":" << json_seconds(fc->rpo_target)
           << ",\"rto_target_seconds\":" << json_seconds(fc->rto_target)
-          << ",\"topics\":" << json_strings(s.topics) << ",\"checkpoints\":";
+          << ",\"topics\":" << json_strings(s.topics)
+          << ",\"partitions_assigned\":" << s.partitions_assigned
+          << ",\"partitions_lost\":" << s.partitions_lost << ",\"checkpoints\":";
         first = false;
         if (!v.checkpoints) {
             o << "null";

@@ -84,6 +84,11 @@ public:
     [[nodiscard]] bool cached_watermarks(const std::string& topic, int32_t partition, int64_t& low,
                                          int64_t& high) const;
 
+    // Inside on_revoke: whether the partitions were lost (the session timed
+    // out, or the group moved on without us) rather than handed over.
+    [[nodiscard]] bool assignment_lost() const noexcept {
+        return rd_kafka_assignment_lost(client_.get()) != 0;
+    }
     [[nodiscard]] rd_kafka_resp_err_t last_commit_error() const noexcept {
         return handler_->last_commit_err;
     }

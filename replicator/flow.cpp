@@ -341,11 +341,18 @@ void flow::on_assign(const kafka::partition_list& parts) {
     } else {
         log_.warn("cannot read committed offsets on assignment: " + committed.error().message);
     }
-    for (const auto& tp : parts) primed_.erase({tp.topic, tp.partition});
+    for (const auto& tp : parts) {
+        primed_.erase({tp.topic, tp.partition});
+        lost_.erase({tp.topic, tp.partition});
+    }
     if (!primed_.empty() && !parts.empty()) {
         // Primed partitions this member did not get belong to another.
-        for (const auto& [topic, partition] : primed_) meter_->revoke(topic, partition);
+        for (const auto& [topic, partition] : primed_) {
+            meter_->revoke(topic, partition);
+            drop_lag_gauge(part(topic, partition));
+        }
         primed_.clear();
+        lost_.clear();
     }
     for (const auto& tp : parts) {
         const auto& ps = part(tp.topic, tp.partition);
@@ -355,6 +362,7 @@ void flow::on_assign(const kafka::partition_list& parts) {
             it == metadata.end() ? std::nullopt : kafka::rpo_meter::restore_since(it->second));
     }
     if (paused_) (void)consumer_->pause(parts);
+    count_partitions();
     log_.info("assigned " + std::to_string(parts.size()) + " partition(s)");
 }
 
@@ -362,6 +370,7 @@ void flow::on_revoke(const kafka::partition_list& parts) {
     // Everything handed to the producer for these partitions must be
     // acknowledged and committed before another member takes them over.
     if (producer_) (void)producer_->flush(drain_deadline);
+    const bool lost = consumer_->assignment_lost();
     // This runs inside the consumer's poll, while records of these partitions
     // may already sit in the batch being filled, not yet handed to the
     // producer: the consumer's position is past them, so only what the target
@@ -394,13 +403,39 @@ void flow::on_revoke(const kafka::partition_list& parts) {
         ps.assigned = false;
         // A failed flow keeps following what it owned (see shutdown): its
         // figure keeps growing until a new instance takes over.
-        if (status().state != flow_state::failed) meter_->revoke(tp.topic, tp.partition);
-        if (ps.lag != nullptr && env_.metrics != nullptr) {
-            env_.metrics->lag.Remove(ps.lag);
-            ps.lag = nullptr;
+        // Lost partitions (the source unreachable long enough for the
+        // session to time out) are still owed to the target: the meter keeps
+        // following them, as primed ones, until the next assignment says who
+        // has them.
+        // Their lag gauges stay too.
+        if (lost) {
+            primed_.insert({tp.topic, tp.partition});
+            lost_.insert({tp.topic, tp.partition});
+            continue;
         }
+        if (status().state != flow_state::failed) meter_->revoke(tp.topic, tp.partition);
+        drop_lag_gauge(ps);
     }
-    log_.info("revoked " + std::to_string(parts.size()) + " partition(s)");
+    count_partitions();
+    log_.info(std::string(lost ? "lost " : "revoked ") + std::to_string(parts.size()) +
+              " partition(s)" + (lost ? "; still counting them in the RPO figure" : ""));
+}
+
+void flow::count_partitions() {
+    int32_t assigned = 0;
+    for (const auto& [name, ts] : topics_)
+        for (const auto& ps : ts->parts)
+            if (ps && ps->assigned) ++assigned;
+    std::lock_guard lock(status_mu_);
+    status_.partitions_assigned = assigned;
+    status_.partitions_lost = static_cast<int32_t>(lost_.size());
+}
+
+void flow::drop_lag_gauge(partition_state& ps) {
+    if (ps.lag != nullptr && env_.metrics != nullptr) {
+        env_.metrics->lag.Remove(ps.lag);
+        ps.lag = nullptr;
+    }
 }
 
 void flow::on_committed(const kafka::partition_list& parts) {

@@ -54,6 +54,10 @@ struct flow_status {
     std::vector<std::string> topics;  // source topics being mirrored
     int64_t lag = 0;                  // sum over partitions
     double rpo_seconds = 0;
+    int32_t partitions_assigned = 0;  // to this member, now
+    // Taken from this member by a session timeout (the source unreachable)
+    // and not yet given back: still counted in the figures.
+    int32_t partitions_lost = 0;
     // When the run loop last went round: a wedged flow thread stops it.
     std::chrono::steady_clock::time_point loop_at = std::chrono::steady_clock::now();
 };
@@ -131,6 +135,9 @@ private:
     void on_delivery(const kafka::delivery& d);
     void on_assign(const kafka::partition_list& parts);
     void on_revoke(const kafka::partition_list& parts);
+    void drop_lag_gauge(partition_state& ps);
+    // Publishes how many partitions this member holds and has lost.
+    void count_partitions();
     void on_committed(const kafka::partition_list& parts);
     void commit(bool sync);
     // "" after a commit that went through, else what stopped it.
@@ -198,6 +205,7 @@ private:
     // do (read by the meter's thread).
     std::atomic<int> topics_known_{-1};
     std::set<std::pair<std::string, int32_t>> primed_;  // followed by the meter, not yet assigned
+    std::set<std::pair<std::string, int32_t>> lost_;    // of those, taken by a session timeout
     bool rewind_needed_ = false;
     bool paused_ = false;
     int64_t window_records_ = 0;   // read and not committed, summed over partitions

@@ -111,3 +111,67 @@ TEST_CASE("flow_reports_that_it_cannot_commit_while_source_commits_fail_then_rec
         30s));
     f.stop();
 }
+
+TEST_CASE("the_rpo_figure_keeps_growing_after_a_source_outage_loses_the_flows_partitions") {
+    // Guards against a lost assignment stopping the figure: when the source
+    // was unreachable for longer than the group session, librdkafka revoked
+    // the partitions as lost and the flow stopped following them in its
+    // meter, so the figure (and the lag) stood still, or fell to 0, while
+    // the records it owed the target grew older (bench/soak seed 27: 22.9 s
+    // for 9 scrapes while the truth went from 24 to 32 s).
+    mock_cluster src(1), dst(1);
+    src.create_topic("orders", 2);
+    dst.create_topic("src.orders", 2);
+    mock_produce(src.bootstrap(), "orders", 2, 100);
+
+    const auto cfg = mock_flow_config(src.bootstrap(), dst.bootstrap());
+    prometheus::Registry registry;
+    auto metrics = rpl::replicator::make_mirror_metrics(registry);
+    rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics});
+    REQUIRE(f.start().has_value());
+    REQUIRE(eventually(
+        [&] {
+            const auto s = f.status();
+            return s.state == flow_state::running && s.lag == 0 &&
+                   committed(src.bootstrap(), "orders", 2) == std::vector<int64_t>{50, 50};
+        },
+        30s));
+
+    // The target goes away and the source gets 100 records it cannot pass
+    // on; then the source goes away for longer than the session (10 s).
+    rd_kafka_mock_broker_set_down(dst.get(), 1);
+    mock_produce(src.bootstrap(), "orders", 2, 100);
+    const auto appended = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(3s);
+    rd_kafka_mock_broker_set_down(src.get(), 1);
+
+    // After the session timeout (and the revoke's drain, up to 4 s).
+    REQUIRE(eventually([&] { return f.status().partitions_lost == 2; }, 60s));
+    const auto first = f.status();
+    CHECK(first.partitions_assigned == 0);
+    std::this_thread::sleep_for(5s);
+    const auto second = f.status();
+    const double truth =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - appended).count();
+    CAPTURE(first.rpo_seconds);
+    CAPTURE(second.rpo_seconds);
+    CAPTURE(second.lag);
+    CAPTURE(truth);
+    CHECK(second.rpo_seconds >= first.rpo_seconds + 4.5);
+    CHECK(second.rpo_seconds >= truth);
+    CHECK(second.lag == 100);
+
+    // Both come back: the flow takes its partitions again, delivers, and the
+    // figures say so.
+    rd_kafka_mock_broker_set_up(src.get(), 1);
+    rd_kafka_mock_broker_set_up(dst.get(), 1);
+    CHECK(eventually(
+        [&] {
+            const auto s = f.status();
+            return s.state == flow_state::running && s.lag == 0 && s.rpo_seconds < 5 &&
+                   s.partitions_assigned == 2 && s.partitions_lost == 0 &&
+                   committed(src.bootstrap(), "orders", 2) == std::vector<int64_t>{100, 100};
+        },
+        60s));
+    f.stop();
+}
