@@ -42,18 +42,20 @@ void consumer::rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                             rd_kafka_topic_partition_list_t* parts, void* /*opaque*/) {
     auto* st = static_cast<handler_state*>(user_opaque(rk));
     const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-    const partition_list list = from_tpl(parts);
+    partition_list list = from_tpl(parts);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         note_assigned(rk);
         if (st->h.on_assign) st->h.on_assign(list);
+        // With the offsets the handler set, if any.
+        const tpl_ptr chosen = to_tpl(list);
         if (cooperative) {
-            if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, parts)) {
+            if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, chosen.get())) {
                 st->log.error(std::string("incremental assign failed: ") +
                               rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
             }
         } else {
-            rd_kafka_assign(rk, parts);
+            rd_kafka_assign(rk, chosen.get());
         }
         return;
     }
@@ -100,6 +102,11 @@ Result<consumer> consumer::create(const endpoint& ep, const std::string& group_i
 
     auto state = std::make_unique<handler_state>();
     state->log = log;
+    const std::string& reset = forced["auto.offset.reset"];
+    if (reset == "latest" || reset == "largest" || reset == "end")
+        state->reset = RD_KAFKA_OFFSET_END;
+    else if (reset != "earliest" && reset != "smallest" && reset != "beginning")
+        state->reset = RD_KAFKA_OFFSET_INVALID;  // "error": librdkafka decides
     auto setup = +[](rd_kafka_conf_t* conf, void*) {
         rd_kafka_conf_set_rebalance_cb(conf, &consumer::rebalance_cb);
         rd_kafka_conf_set_offset_commit_cb(conf, &consumer::commit_cb);
@@ -183,6 +190,25 @@ Result<void> consumer::seek(const partition_list& positions, deadline_ms deadlin
         if (tpl->elems[i].err)
             return kafka_error(tpl->elems[i].err, "seek " + std::string(tpl->elems[i].topic) + "/" +
                                                       std::to_string(tpl->elems[i].partition));
+    }
+    return ok();
+}
+
+Result<void> consumer::reassign(const partition_list& parts) {
+    if (parts.empty()) return ok();
+    partition_list bare = parts;
+    for (auto& p : bare) p.offset = RD_KAFKA_OFFSET_INVALID;
+    const tpl_ptr out = to_tpl(bare);
+    const tpl_ptr in = to_tpl(parts);
+    for (auto [call, list] : {std::pair{&rd_kafka_incremental_unassign, out.get()},
+                              std::pair{&rd_kafka_incremental_assign, in.get()}}) {
+        if (rd_kafka_error_t* e = call(client_.get(), list)) {
+            const auto code = rd_kafka_error_code(e);
+            const std::string what = rd_kafka_error_string(e);
+            rd_kafka_error_destroy(e);
+            return kafka_error(
+                code, "re-assigning partitions on " + client_.where().describe() + ": " + what);
+        }
     }
     return ok();
 }

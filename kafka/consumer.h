@@ -34,7 +34,12 @@ using partition_list = std::vector<topic_partition>;
 [[nodiscard]] partition_list from_tpl(const rd_kafka_topic_partition_list_t* tpl);
 
 struct rebalance_handler {
-    std::function<void(const partition_list&)> on_assign;  // before fetching starts
+    // Before fetching starts. Where it sets an offset (>= 0, or a logical
+    // one such as RD_KAFKA_OFFSET_BEGINNING) fetching starts there, without
+    // librdkafka's own committed-offset query: in 2.0.2 a failed answer to
+    // that query (NOT_COORDINATOR right after a coordinator moved) leaves
+    // the partition assigned but never fetched (librdkafka issue 5586).
+    std::function<void(partition_list&)> on_assign;
     std::function<void(const partition_list&)> on_revoke;  // before they are given up
     // The broker's answer to a commit: the offsets it took (per-partition
     // failures are left out).
@@ -84,6 +89,14 @@ public:
     [[nodiscard]] bool cached_watermarks(const std::string& topic, int32_t partition, int64_t& low,
                                          int64_t& high) const;
 
+    // Gives up `parts` and takes them again at their offsets, outside a
+    // rebalance (the group is not told): the one way out of the state
+    // described at rebalance_handler::on_assign.
+    [[nodiscard]] Result<void> reassign(const partition_list& parts);
+    // Where to start a partition the group has no commit for, as
+    // auto.offset.reset says (a logical offset).
+    [[nodiscard]] int64_t start_without_commit() const noexcept { return handler_->reset; }
+
     // Inside on_revoke: whether the partitions were lost (the session timed
     // out, or the group moved on without us) rather than handed over.
     [[nodiscard]] bool assignment_lost() const noexcept {
@@ -106,6 +119,7 @@ private:
         rebalance_handler h;
         rd_kafka_resp_err_t last_commit_err = RD_KAFKA_RESP_ERR_NO_ERROR;
         Logger log;
+        int64_t reset = RD_KAFKA_OFFSET_BEGINNING;  // see start_without_commit
     };
     consumer(Client c, std::unique_ptr<handler_state> h)
         : handler_(std::move(h)), client_(std::move(c)) {}

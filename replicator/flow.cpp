@@ -44,6 +44,10 @@ struct flow::partition_state {
     bool position_reliable = true;
     bool first_record_pending = false;  // the RPO meter wants its timestamp
     bool first_gap_check = false;       // see explained()
+    // watch_fetching(): when the partition last had a fetch position or no
+    // reason to have one, and how long it may go without one.
+    clock::time_point fetch_seen{};
+    std::chrono::seconds fetch_patience{0};
     prometheus::Gauge* lag = nullptr;
 };
 
@@ -73,6 +77,11 @@ kafka::properties defaults_for(const kafka::endpoint& ep, kafka::properties defa
     return defaults;
 }
 constexpr int max_failures_without_progress = 20;
+// A partition assigned this long with no fetch position, while the source
+// holds records for it, is re-assigned (see watch_fetching); each further
+// time it happens to the same partition the wait doubles, up to the cap.
+constexpr auto fetch_stall_after = 30s;
+constexpr auto fetch_stall_cap = 600s;
 // How long commits may fail before the flow reports that it cannot commit.
 constexpr auto commit_stall_after = 10s;
 // Attempts at one partition's record without an acknowledgement in between,
@@ -197,7 +206,7 @@ Result<void> flow::connect() {
                                        log_.child("consumer")));
     consumer_.emplace(std::move(c));
     consumer_->set_rebalance_handler(kafka::rebalance_handler{
-        [this](const kafka::partition_list& p) { on_assign(p); },
+        [this](kafka::partition_list& p) { on_assign(p); },
         [this](const kafka::partition_list& p) { on_revoke(p); },
         [this](const kafka::partition_list& p) { on_committed(p); },
     });
@@ -308,7 +317,7 @@ std::vector<std::pair<flow::partition_state*, int64_t>> flow::safe_positions(boo
     return out;
 }
 
-void flow::on_assign(const kafka::partition_list& parts) {
+void flow::on_assign(kafka::partition_list& parts) {
     kafka::partition_list query;
     for (const auto& tp : parts) {
         auto& ps = part(tp.topic, tp.partition);
@@ -321,6 +330,8 @@ void flow::on_assign(const kafka::partition_list& parts) {
         ps.read_next = ps.acked_next = ps.committed_next = -1;
         ps.first_record_pending = true;
         ps.first_gap_check = true;
+        ps.fetch_seen = clock::now();
+        ps.fetch_patience = fetch_stall_after;
         if (env_.metrics != nullptr && ps.lag == nullptr)
             ps.lag = &env_.metrics->lag.Add({{"flow", cfg_.name},
                                              {"topic", tp.topic},
@@ -331,8 +342,19 @@ void flow::on_assign(const kafka::partition_list& parts) {
     // first record on.
     // The RPO bound the last run committed travels in the commit's metadata.
     std::map<std::pair<std::string, int32_t>, std::string> metadata;
-    if (auto committed = consumer_->committed(query, 10s)) {
+    auto committed = consumer_->committed(query, 10s);
+    if (committed && env_.faults != nullptr && env_.faults->lose_committed_read &&
+        env_.faults->lose_committed_read())
+        committed = fail(errc::unreachable, "the read was lost (fault injected)");
+    if (committed) {
+        // Fetching starts where the group stands: librdkafka need not ask
+        // again (see rebalance_handler::on_assign).
         for (const auto& tp : committed.value()) {
+            auto it = std::find_if(parts.begin(), parts.end(), [&](const auto& p) {
+                return p.topic == tp.topic && p.partition == tp.partition;
+            });
+            if (it != parts.end())
+                it->offset = tp.offset >= 0 ? tp.offset : consumer_->start_without_commit();
             if (tp.offset < 0) continue;
             auto& ps = part(tp.topic, tp.partition);
             ps.read_next = ps.acked_next = ps.committed_next = tp.offset;
@@ -1160,9 +1182,90 @@ void flow::publish_figures(const kafka::rpo_meter::figures& f) {
     status_.rpo_seconds = f.rpo_seconds;
 }
 
+void flow::watch_fetching(const kafka::rpo_meter::figures& f) {
+    // librdkafka 2.0.2 can leave an assigned partition without a fetch
+    // position for good (see rebalance_handler::on_assign): the flow reads
+    // nothing from it while reporting running. No fetch position, not
+    // paused, not held by this flow, and records waiting on the source for
+    // longer than the partition's patience: take it again where it stands.
+    const auto now = clock::now();
+    std::vector<partition_state*> watched;
+    kafka::partition_list query;
+    for (const auto& pf : f.partitions) {
+        auto it = topics_.find(pf.topic);
+        if (it == topics_.end() || static_cast<size_t>(pf.partition) >= it->second->parts.size())
+            continue;
+        auto* ps = it->second->parts[static_cast<size_t>(pf.partition)].get();
+        if (ps == nullptr || !ps->assigned) continue;
+        if (paused_ || ps->broken || ps->seek_to >= 0 || it->second->deleted || !pf.sampled ||
+            pf.lag <= 0) {
+            ps->fetch_seen = now;
+            continue;
+        }
+        watched.push_back(ps);
+        query.push_back({pf.topic, pf.partition});
+    }
+    if (query.empty()) return;
+    const auto pos = consumer_->positions(query);
+    kafka::partition_list stalled;
+    std::vector<partition_state*> moving;
+    for (size_t i = 0; i < watched.size(); ++i) {
+        auto* ps = watched[i];
+        if (i < pos.size() && pos[i].offset >= 0) {
+            ps->fetch_seen = now;
+            ps->fetch_patience = fetch_stall_after;
+            continue;
+        }
+        if (now - ps->fetch_seen < ps->fetch_patience) continue;
+        stalled.push_back(query[i]);
+        moving.push_back(ps);
+    }
+    if (stalled.empty()) return;
+    std::string names;
+    for (const auto& tp : stalled)
+        names += (names.empty() ? "" : ", ") + tp.topic + "/" + std::to_string(tp.partition);
+    // Where each stands: what the target acknowledged, else the group's
+    // commit, else where a partition without one starts.
+    auto committed = consumer_->committed(stalled, 5s);
+    for (auto* ps : moving) {
+        ps->fetch_seen = now;
+        ps->fetch_patience =
+            std::min<std::chrono::seconds>(ps->fetch_patience * 2, fetch_stall_cap);
+    }
+    if (!committed) {
+        log_.warn("no fetch position for " + names +
+                  "; cannot read where the group stands: " + committed.error().message);
+        return;
+    }
+    for (size_t i = 0; i < stalled.size(); ++i) {
+        const int64_t group = i < committed.value().size() ? committed.value()[i].offset : -1;
+        stalled[i].offset = moving[i]->acked_next >= 0 ? moving[i]->acked_next
+                            : group >= 0               ? group
+                                                       : consumer_->start_without_commit();
+    }
+    count_error("fetch_stall");
+    if (auto r = consumer_->reassign(stalled); !r) {
+        log_.error("no fetch position for " + names +
+                   "; re-assigning failed: " + r.error().message);
+        return;
+    }
+    std::string where;
+    for (const auto& tp : stalled)
+        where += (where.empty() ? "" : ", ") + tp.topic + "/" + std::to_string(tp.partition) +
+                 (tp.offset >= 0                           ? " at " + std::to_string(tp.offset)
+                  : tp.offset == RD_KAFKA_OFFSET_BEGINNING ? " at its log start"
+                  : tp.offset == RD_KAFKA_OFFSET_END       ? " at its log end"
+                                                           : " at the group's commit");
+    log_.warn(
+        "partition(s) assigned with records waiting but never fetched (no fetch "
+        "position for " +
+        std::to_string(fetch_stall_after.count()) + " s or more); re-assigned " + where);
+}
+
 void flow::update_metrics() {
     // Acknowledged positions reach the meter at least once a second.
     const auto f = meter_->compute();
+    watch_fetching(f);
     for (const auto& [ps, safe] : safe_positions(true))
         meter_->acknowledge(ps->topic->name, ps->partition, safe);
     for (const auto& pf : f.partitions) {

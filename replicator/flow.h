@@ -84,6 +84,10 @@ struct flow_faults {
     std::function<std::chrono::milliseconds(const std::string& topic, int32_t partition,
                                             int64_t offset)>
         poll_wait;
+    // On each assignment, after the flow read the group's commits: true
+    // makes it go on as if that read had failed (as it does while the
+    // coordinator moves), so librdkafka queries the commits itself.
+    std::function<bool()> lose_committed_read;
 };
 
 // Things a flow needs from outside, injected by the app.
@@ -133,7 +137,10 @@ private:
     void record_run(partition_state& ps, int64_t src, int64_t dst);
     void handle(kafka::message& m);
     void on_delivery(const kafka::delivery& d);
-    void on_assign(const kafka::partition_list& parts);
+    void on_assign(kafka::partition_list& parts);
+    // Re-assigns partitions that have had no fetch position for
+    // fetch_stall_after while the source holds records for them.
+    void watch_fetching(const kafka::rpo_meter::figures& f);
     void on_revoke(const kafka::partition_list& parts);
     void drop_lag_gauge(partition_state& ps);
     // Publishes how many partitions this member holds and has lost.

@@ -126,8 +126,9 @@ void declare_flow(mirror_metric_families& m, const conf::flow_config& cfg, bool 
     m.in_flight_records.Add(l).Set(0);
     m.in_flight_bytes.Add(l).Set(0);
     m.latency.Add(l, latency_buckets());
-    for (const char* kind : {"commit", "consume", "produce", "discovery", "offset_runs",
-                             "config_sync", "heartbeat", "conflict", "authorization", "seek"})
+    for (const char* kind :
+         {"commit", "consume", "produce", "discovery", "offset_runs", "config_sync", "heartbeat",
+          "conflict", "authorization", "seek", "fetch_stall"})
         m.errors.Add({{"flow", cfg.name}, {"kind", kind}});
 }
 
