@@ -147,7 +147,7 @@ Result<void> tap::connect() {
                                        log_.child("consumer")));
     consumer_.emplace(std::move(c));
     consumer_->set_rebalance_handler(kafka::rebalance_handler{
-        [this](const kafka::partition_list& p) { on_assign(p); },
+        [this](kafka::partition_list& p) { on_assign(p); },
         [this](const kafka::partition_list& p) { on_revoke(p); },
         nullptr,
     });
@@ -364,11 +364,16 @@ Result<void> tap::place(partition_state& ps) {
     return ok();
 }
 
-void tap::on_assign(const kafka::partition_list& parts) {
+void tap::on_assign(kafka::partition_list& parts) {
     // No store or broker I/O here (inside poll()): the run loop places each
     // partition before anything it reads is kept.
     try {
-        for (const auto& tp : parts) {
+        for (auto& tp : parts) {
+            // Fetching starts at the log end until placed: nothing much is
+            // read only to be dropped, and librdkafka does not query the
+            // group's commits itself (a failed query leaves the partition
+            // never fetched, see rebalance_handler::on_assign).
+            tp.offset = RD_KAFKA_OFFSET_END;
             auto& ps = part(tp.topic, tp.partition);
             ps.assigned = true;
             ps.needs_seek = true;
@@ -409,8 +414,14 @@ void tap::place_partitions() {
     if (seeks.empty()) return;
     if (auto r = consumer_->seek(seeks, 10s); !r) {
         count_error("seek");
-        log_.warn(r.error().message);
-        return;
+        // A partition librdkafka never started fetching refuses seeks: take
+        // it again at the placed offset instead.
+        auto again = consumer_->reassign(seeks);
+        log_.warn(r.error().message +
+                  (again ? "; re-assigned the partition(s) at their placed "
+                           "offsets instead"
+                         : "; re-assigning failed too: " + again.error().message));
+        if (!again) return;
     }
     for (const auto& tp : seeks) part(tp.topic, tp.partition).needs_seek = false;
 }

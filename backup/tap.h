@@ -113,7 +113,7 @@ private:
     [[nodiscard]] Result<void> discover();
     void snapshot_groups();
     void handle(kafka::message& m);
-    void on_assign(const kafka::partition_list& parts);
+    void on_assign(kafka::partition_list& parts);
     void on_revoke(const kafka::partition_list& parts);
     // Where a newly assigned partition resumes (run loop only): the archive's
     // end; the log start when the archive holds nothing. Records a loss, or a
