@@ -128,6 +128,7 @@ Result<void> tap::connect() {
     RPL_TRY(src, kafka::producer::create(source_, {{"linger.ms", "0"}}, log_.child("source"),
                                          [](const kafka::delivery&) {}));
     source_client_.emplace(std::move(src));
+    source_groups_.emplace(source_, log_.child("groups"), 10s);
     { RPL_TRY(kafka::fetch_metadata(source_client_->client(), 10s)); }
     meter_ = std::make_unique<kafka::rpo_meter>(
         source_client_->client(), log_.child("rpo"), 1s,
@@ -745,9 +746,12 @@ void tap::snapshot_groups() {
         return;
     }
     std::map<std::string, std::vector<group_offset>> snap;
+    kafka::partition_list parts;
+    for (const auto& [key, ps] : parts_)
+        if (topics.contains(key.first)) parts.push_back({key.first, key.second});
     for (const auto& g : groups.value()) {
         if (g.group_id.starts_with("replicatord")) continue;
-        auto offsets = adm.list_group_offsets(g.group_id);
+        auto offsets = source_groups_->committed(g.group_id, parts);
         if (!offsets) {
             log_.debug("offsets of group " + g.group_id + ": " + offsets.error().message);
             continue;

@@ -41,6 +41,7 @@
 #include "backup/store.h"
 #include "conf/config.h"
 #include "conf/topic_policy.h"
+#include "kafka/admin.h"
 #include "kafka/consumer.h"
 #include "kafka/producer.h"
 #include "kafka/reader.h"
@@ -164,9 +165,10 @@ private:
     std::deque<pending_segment> pending_;               // rolled, not yet stored; oldest first
     std::map<std::string, int32_t> stored_partitions_;  // newest topic_meta per topic
     std::map<std::string, std::vector<group_offset>> last_snapshot_;
-    std::optional<kafka::producer> source_client_;  // metadata and admin on the source
-    std::optional<kafka::reader> offsets_client_;   // log start and end of the source partitions
-    std::optional<kafka::consumer> consumer_;       // group replicatord.tap.<name>
+    std::optional<kafka::producer> source_client_;      // metadata and admin on the source
+    std::optional<kafka::group_client> source_groups_;  // other groups' commits
+    std::optional<kafka::reader> offsets_client_;  // log start and end of the source partitions
+    std::optional<kafka::consumer> consumer_;      // group replicatord.tap.<name>
     // RPO and lag from end offsets sampled on its own thread through
     // source_client_'s handle (stopped before that handle goes).
     std::unique_ptr<kafka::rpo_meter> meter_;

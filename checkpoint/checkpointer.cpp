@@ -109,6 +109,8 @@ Result<void> checkpointer::open() {
                     if (it != reports_.end()) it->second = d.err;
                 }));
     target_.emplace(std::move(tp));
+    source_groups_.emplace(src, log_.child("source groups"), 10s);
+    target_groups_.emplace(dst, log_.child("target groups"), 10s);
     // The rewinds still owed to target groups, from before a restart.
     if (local_ != nullptr) {
         if (auto synced = local_->synced(flow_.name); synced) {
@@ -182,9 +184,13 @@ Result<void> checkpointer::pass() {
     std::vector<kafka::mm2::checkpoint> to_emit;
     std::sort(groups.begin(), groups.end(),
               [](const auto& a, const auto& b) { return a.group_id < b.group_id; });
+    // Only partitions this flow copied can be translated.
+    kafka::partition_list copied;
+    for (const auto& p : store_.partitions(flow_.name))
+        copied.push_back({p.source_topic, p.partition});
     for (const auto& g : groups) {
         if (!groups_.selected(g.group_id)) continue;
-        auto offsets = src.list_group_offsets(g.group_id);
+        auto offsets = source_groups_->committed(g.group_id, copied);
         if (!offsets) {
             log_.warn(offsets.error().message);
             if (metrics_ != nullptr)
@@ -353,8 +359,14 @@ Result<void> checkpointer::follow_reverse_flow() {
                                          std::string(offsetsync::runs_topic), reverse_runs_next_));
         reverse_runs_next_ = st.end_offset;
     }
-    kafka::admin dst(target_->client(), 10s);
-    RPL_TRY(committed, dst.list_group_offsets("replicatord." + flow_.reverse_flow));
+    // The partitions identity_bound() asks about: this flow's and the
+    // reverse flow's (the topics have the same names on both sides).
+    std::set<std::pair<std::string, int32_t>> asked;
+    for (const auto& f : {flow_.name, flow_.reverse_flow})
+        for (const auto& p : store_.partitions(f)) asked.emplace(p.source_topic, p.partition);
+    kafka::partition_list parts;
+    for (const auto& [topic, partition] : asked) parts.push_back({topic, partition});
+    RPL_TRY(committed, target_groups_->committed("replicatord." + flow_.reverse_flow, parts));
     reverse_committed_.clear();
     for (const auto& tp : committed) reverse_committed_[{tp.topic, tp.partition}] = tp.offset;
     return ok();
@@ -378,8 +390,7 @@ int64_t checkpointer::identity_bound(const std::string& topic, int32_t partition
 Result<bool> checkpointer::sync_group(const std::string& group,
                                       const std::vector<kafka::mm2::checkpoint>& cps,
                                       const std::map<key, bool>& rewound, checkpointer_status& st) {
-    kafka::admin dst(target_->client(), 10s);
-    RPL_TRY(desc, dst.describe_group(group));
+    RPL_TRY(desc, target_groups_->describe(group));
     if (desc.members > 0) {
         // The group is consuming on the target: its own commits win.
         st.skipped.push_back(group + ": " + std::to_string(desc.members) + " active member(s) on " +
@@ -391,7 +402,9 @@ Result<bool> checkpointer::sync_group(const std::string& group,
             metrics_->groups.Add({{"flow", flow_.name}, {"result", "skipped_active"}}).Increment();
         return false;
     }
-    RPL_TRY(current, dst.list_group_offsets(group));
+    kafka::partition_list asked;
+    for (const auto& cp : cps) asked.push_back({cp.topic, cp.partition});
+    RPL_TRY(current, target_groups_->committed(group, asked));
     std::map<std::pair<std::string, int32_t>, int64_t> have;
     for (const auto& tp : current) have[{tp.topic, tp.partition}] = tp.offset;
     kafka::partition_list commit;
@@ -403,7 +416,7 @@ Result<bool> checkpointer::sync_group(const std::string& group,
             commit.push_back({cp.topic, cp.partition, cp.downstream_offset});
     }
     if (commit.empty()) return true;
-    RPL_TRY(dst.alter_group_offsets(group, commit));
+    RPL_TRY(target_groups_->commit(group, commit));
     st.synced.push_back(group);
     log_.debug("synced " + std::to_string(commit.size()) + " offset(s) of group " + group + " on " +
                flow_.target);

@@ -44,6 +44,7 @@
 #include <map>
 #include <mutex>
 #include <regex>
+#include <set>
 #include <thread>
 
 namespace rpl::checkpoint {
@@ -160,6 +161,9 @@ private:
     std::uintptr_t next_report_ = 1;
     std::optional<kafka::Client> source_;    // admin requests on the source
     std::optional<kafka::producer> target_;  // checkpoints, admin on the target
+    // Groups' commits and members on each side (see kafka::group_client).
+    std::optional<kafka::group_client> source_groups_;
+    std::optional<kafka::group_client> target_groups_;
     bool topic_ready_ = false;
     std::map<key, last_checkpoint> last_;
     // The source group's committed offset as of the last sync of its target

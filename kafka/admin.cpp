@@ -1,5 +1,7 @@
 #include "kafka/admin.h"
 
+#include <algorithm>
+
 namespace rpl::kafka {
 
 namespace {
@@ -293,6 +295,99 @@ Result<void> admin::delete_group(const std::string& group) const {
         else if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_NON_EMPTY_GROUP)
             err.code = errc::conflict;
         return boost::outcome_v2::failure(std::move(err));
+    }
+    return ok();
+}
+
+group_client::group_client(endpoint ep, Logger log, deadline_ms deadline)
+    : ep_(std::move(ep)), log_(std::move(log)), deadline_(deadline) {}
+
+Result<Client*> group_client::handle_of(const std::string& group) {
+    ++uses_;
+    if (auto it = handles_.find(group); it != handles_.end()) {
+        it->second.used = uses_;
+        return &it->second.client;
+    }
+    if (handles_.size() >= max_handles) {
+        auto oldest = std::min_element(
+            handles_.begin(), handles_.end(),
+            [](const auto& a, const auto& b) { return a.second.used < b.second.used; });
+        handles_.erase(oldest);
+    }
+    RPL_TRY(c, Client::create(client_kind::consumer, ep_,
+                              {{"group.id", group},
+                               {"enable.auto.commit", "false"},
+                               {"enable.auto.offset.store", "false"}},
+                              log_));
+    auto [it, inserted] = handles_.emplace(group, cached{std::move(c), uses_});
+    return &it->second.client;
+}
+
+Result<group_description> group_client::describe(const std::string& group) {
+    if (!plain_) {
+        RPL_TRY(c, Client::create(client_kind::producer, ep_, {}, log_));
+        plain_.emplace(std::move(c));
+    }
+    const rd_kafka_group_list* list = nullptr;
+    const auto err = rd_kafka_list_groups(plain_->get(), group.c_str(), &list,
+                                          static_cast<int>(deadline_.count()));
+    const std::unique_ptr<const rd_kafka_group_list, void (*)(const rd_kafka_group_list*)> owned(
+        list, [](const rd_kafka_group_list* l) {
+            if (l != nullptr) rd_kafka_group_list_destroy(l);
+        });
+    const std::string what = "describe group " + group + " on " + ep_.describe();
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__PARTIAL)
+        return kafka_error(err, what);
+    for (int i = 0; list != nullptr && i < list->group_cnt; ++i) {
+        const auto& g = list->groups[i];
+        if (group != g.group) continue;
+        if (g.err != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka_error(g.err, what);
+        return group_description{group, g.state != nullptr ? g.state : "",
+                                 static_cast<size_t>(std::max(0, g.member_cnt))};
+    }
+    // Not listed by any broker: no such group, unless a broker did not answer.
+    if (err == RD_KAFKA_RESP_ERR__PARTIAL)
+        return fail(errc::unreachable, what + ": not every broker answered");
+    return group_description{group, "Dead", 0};
+}
+
+Result<partition_list> group_client::committed(const std::string& group,
+                                               const partition_list& parts) {
+    if (parts.empty()) return partition_list{};
+    RPL_TRY(c, handle_of(group));
+    partition_list bare = parts;
+    for (auto& p : bare) p.offset = RD_KAFKA_OFFSET_INVALID;
+    tpl_ptr tpl = to_tpl(bare);
+    if (const auto err =
+            rd_kafka_committed(c->get(), tpl.get(), static_cast<int>(deadline_.count())))
+        return kafka_error(err, "offsets of group " + group + " on " + ep_.describe());
+    partition_list out;
+    for (auto& p : from_tpl(tpl.get())) {
+        if (p.offset >= 0) out.push_back(std::move(p));
+    }
+    return out;
+}
+
+Result<void> group_client::commit(const std::string& group, const partition_list& offsets) {
+    if (offsets.empty()) return ok();
+    RPL_TRY(c, handle_of(group));
+    const std::string what = "commit offsets of group " + group + " on " + ep_.describe();
+    tpl_ptr tpl = to_tpl(offsets);
+    queue_ptr q(rd_kafka_queue_new(c->get()));
+    if (const auto err = rd_kafka_commit_queue(c->get(), tpl.get(), q.get(), nullptr, nullptr))
+        return kafka_error(err, what);
+    event_ptr ev(rd_kafka_queue_poll(q.get(), static_cast<int>(deadline_.count())));
+    if (!ev)
+        return fail(errc::timeout,
+                    what + ": no answer within " + std::to_string(deadline_.count()) + " ms");
+    if (const auto err = rd_kafka_event_error(ev.get())) return kafka_error(err, what);
+    if (const auto* parts = rd_kafka_event_topic_partition_list(ev.get())) {
+        for (int i = 0; i < parts->cnt; ++i) {
+            if (parts->elems[i].err)
+                return kafka_error(parts->elems[i].err,
+                                   what + " " + parts->elems[i].topic + "/" +
+                                       std::to_string(parts->elems[i].partition));
+        }
     }
     return ok();
 }

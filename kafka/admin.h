@@ -7,6 +7,7 @@
 #include "kafka/consumer.h"
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,46 @@ public:
 private:
     const Client* c_;
     deadline_ms deadline_;
+};
+
+// Another group's commits and members, for the daemon's loops that ask
+// again and again through outages (the checkpointer, the tap). Not the
+// admin API above: in librdkafka before 2.15 its requests to a group's
+// coordinator can abort the whole process ("rd_kafka_enq_once_del_source_
+// return: Assertion `eonce->refcnt > 0' failed", librdkafka issues 4605 and
+// 3663) or hang it when a broker goes down and comes back around them;
+// bench/soak saw the abort after a broker outage. Commits are read and
+// written through a consumer handle of the group that never subscribes (so
+// never joins), as the group's own members do; members are counted by
+// ListGroups and DescribeGroups on every broker. A commit given up at the
+// deadline may still land once the coordinator is back. Not thread-safe.
+class group_client {
+public:
+    group_client(endpoint ep, Logger log, deadline_ms deadline);
+
+    // A group with no commits and no members is "Dead" with 0 members.
+    [[nodiscard]] Result<group_description> describe(const std::string& group);
+    // The group's commits on `parts`; those it has none for are left out.
+    [[nodiscard]] Result<partition_list> committed(const std::string& group,
+                                                   const partition_list& parts);
+    // Commits `offsets` for a group with no active member (the broker
+    // refuses it otherwise).
+    [[nodiscard]] Result<void> commit(const std::string& group, const partition_list& offsets);
+
+private:
+    Result<Client*> handle_of(const std::string& group);
+
+    struct cached {
+        Client client;
+        uint64_t used = 0;
+    };
+    static constexpr size_t max_handles = 32;  // least recently used go first
+    endpoint ep_;
+    Logger log_;
+    deadline_ms deadline_;
+    std::optional<Client> plain_;  // ListGroups and DescribeGroups
+    std::map<std::string, cached> handles_;
+    uint64_t uses_ = 0;
 };
 
 }  // namespace rpl::kafka

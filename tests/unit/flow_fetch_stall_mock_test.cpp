@@ -70,46 +70,16 @@ double stalls(prometheus::Registry& r) {
     return -1;
 }
 
-// Runs the flow with `faults` over `records` source records and returns how
-// many reached the target within `deadline`; `registry` keeps its metrics.
-size_t mirrored(const rpl::replicator::flow_faults& faults, prometheus::Registry& registry,
-                const mock_cluster& src, const mock_cluster& dst, std::chrono::seconds deadline) {
-    const auto cfg = mock_flow_config(src.bootstrap(), dst.bootstrap());
-    auto metrics = rpl::replicator::make_mirror_metrics(registry);
-    rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics, nullptr, &faults});
-    REQUIRE(f.start().has_value());
-    const size_t n = count_records(dst.bootstrap(), "src.orders", 2, records, deadline);
-    f.stop();
-    return n;
-}
+struct outcome {
+    size_t mirrored = 0;  // records on the target
+    double stalls = -1;   // replicatord_errors_total{kind="fetch_stall"}
+};
 
-}  // namespace
-
-TEST_CASE(
-    "a_flow_starts_fetching_where_it_read_the_groups_commits_without_librdkafka_asking_again") {
-    // The flow reads the commits on every assignment anyway; handing them to
-    // the assignment leaves librdkafka no query of its own to fail.
-    mock_cluster src(1), dst(1);
-    src.create_topic("orders", 2);
-    dst.create_topic("src.orders", 2);
-    mock_produce(src.bootstrap(), "orders", 2, records);
-    rpl::replicator::flow_faults faults;
-    std::atomic<bool> armed{true};
-    faults.lose_committed_read = [&] {
-        // The next query for commits after the flow's own fails.
-        if (armed.exchange(false))
-            rd_kafka_mock_push_request_errors(src.get(), offset_fetch_api, 1,
-                                              RD_KAFKA_RESP_ERR_NOT_COORDINATOR);
-        return false;
-    };
-    prometheus::Registry registry;
-    CHECK(mirrored(faults, registry, src, dst, 60s) == records);
-    CHECK(stalls(registry) == 0);
-}
-
-TEST_CASE("a_partition_assigned_but_never_fetched_is_taken_again_and_mirrored") {
-    // When the flow's own read fails too, librdkafka asks, its query fails,
-    // and the partitions sit unfetched until the flow takes them again.
+// Mirrors `records` records with the first assignment's query for the
+// group's commits after the flow's own answered NOT_COORDINATOR; with
+// `lose_own_read` the flow's own read counts as failed too. Waits up to
+// `deadline` for every record on the target.
+outcome run(bool lose_own_read, std::chrono::seconds deadline) {
     mock_cluster src(1), dst(1);
     src.create_topic("orders", 2);
     dst.create_topic("src.orders", 2);
@@ -120,9 +90,35 @@ TEST_CASE("a_partition_assigned_but_never_fetched_is_taken_again_and_mirrored") 
         if (!armed.exchange(false)) return false;
         rd_kafka_mock_push_request_errors(src.get(), offset_fetch_api, 1,
                                           RD_KAFKA_RESP_ERR_NOT_COORDINATOR);
-        return true;
+        return lose_own_read;
     };
+    const auto cfg = mock_flow_config(src.bootstrap(), dst.bootstrap());
     prometheus::Registry registry;
-    CHECK(mirrored(faults, registry, src, dst, 120s) == records);
-    CHECK(stalls(registry) >= 1);
+    auto metrics = rpl::replicator::make_mirror_metrics(registry);
+    rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics, nullptr, &faults});
+    REQUIRE(f.start().has_value());
+    outcome out;
+    out.mirrored = count_records(dst.bootstrap(), "src.orders", 2, records, deadline);
+    f.stop();
+    out.stalls = stalls(registry);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a_flow_starts_fetching_where_it_read_the_groups_commits_without_librdkafka_asking_again") {
+    // The flow reads the commits on every assignment anyway; handing them to
+    // the assignment leaves librdkafka no query of its own to fail.
+    const auto out = run(false, 60s);
+    CHECK(out.mirrored == records);
+    CHECK(out.stalls == 0);
+}
+
+TEST_CASE("a_partition_assigned_but_never_fetched_is_taken_again_and_mirrored") {
+    // When the flow's own read fails too, librdkafka asks, its query fails,
+    // and the partitions sit unfetched until the flow takes them again.
+    const auto out = run(true, 120s);
+    CHECK(out.mirrored == records);
+    CHECK(out.stalls >= 1);
 }
