@@ -383,12 +383,7 @@ void flow::on_assign(kafka::partition_list& parts) {
             tp.topic, tp.partition, ps.acked_next,
             it == metadata.end() ? std::nullopt : kafka::rpo_meter::restore_since(it->second));
     }
-    // librdkafka keeps a partition's pause across unassign and assign: one
-    // paused by back-pressure, then lost, stays paused when handed back.
-    if (paused_)
-        (void)consumer_->pause(parts);
-    else
-        (void)consumer_->resume(parts);
+    if (paused_) (void)consumer_->pause(parts);
     count_partitions();
     log_.info("assigned " + std::to_string(parts.size()) + " partition(s)");
 }
@@ -1254,7 +1249,6 @@ void flow::watch_fetching(const kafka::rpo_meter::figures& f) {
                    "; re-assigning failed: " + r.error().message);
         return;
     }
-    (void)consumer_->resume(stalled);  // see on_assign
     std::string where;
     for (const auto& tp : stalled)
         where += (where.empty() ? "" : ", ") + tp.topic + "/" + std::to_string(tp.partition) +
