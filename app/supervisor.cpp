@@ -763,7 +763,8 @@ std::string supervisor::status_json() const {
           << ",\"rto_target_seconds\":" << json_seconds(fc->rto_target)
           << ",\"topics\":" << json_strings(s.topics)
           << ",\"partitions_assigned\":" << s.partitions_assigned
-          << ",\"partitions_lost\":" << s.partitions_lost << ",\"checkpoints\":";
+          << ",\"partitions_lost\":" << s.partitions_lost
+          << ",\"paused\":" << (s.paused ? "true" : "false") << ",\"checkpoints\":";
         first = false;
         if (!v.checkpoints) {
             o << "null";

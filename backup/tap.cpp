@@ -387,6 +387,14 @@ void tap::on_assign(kafka::partition_list& parts) {
             for (const auto& [topic, partition] : primed_) meter_->revoke(topic, partition);
             primed_.clear();
         }
+        // librdkafka keeps a partition's pause across unassign and assign:
+        // one paused while the store failed, then lost in a source outage
+        // while the tap resumed an empty assignment, would come back paused
+        // for good (the flow's fault, found by bench/soak).
+        if (paused_)
+            (void)consumer_->pause(parts);
+        else
+            (void)consumer_->resume(parts);
         log_.info("assigned " + std::to_string(parts.size()) + " partition(s)");
     } catch (...) {
         callback_error_ = std::current_exception();

@@ -383,7 +383,13 @@ void flow::on_assign(kafka::partition_list& parts) {
             tp.topic, tp.partition, ps.acked_next,
             it == metadata.end() ? std::nullopt : kafka::rpo_meter::restore_since(it->second));
     }
-    if (paused_) (void)consumer_->pause(parts);
+    // librdkafka keeps a partition's pause across unassign and assign: one
+    // paused by back-pressure, then lost while the window drained (and the
+    // flow resumed an empty assignment), would come back paused for good.
+    if (paused_)
+        (void)consumer_->pause(parts);
+    else
+        (void)consumer_->resume(parts);
     count_partitions();
     log_.info("assigned " + std::to_string(parts.size()) + " partition(s)");
 }
@@ -441,6 +447,12 @@ void flow::on_revoke(const kafka::partition_list& parts) {
     count_partitions();
     log_.info(std::string(lost ? "lost " : "revoked ") + std::to_string(parts.size()) +
               " partition(s)" + (lost ? "; still counting them in the RPO figure" : ""));
+}
+
+void flow::set_paused(bool paused) {
+    paused_ = paused;
+    std::lock_guard lock(status_mu_);
+    status_.paused = paused;
 }
 
 void flow::count_partitions() {
@@ -1249,6 +1261,9 @@ void flow::watch_fetching(const kafka::rpo_meter::figures& f) {
                    "; re-assigning failed: " + r.error().message);
         return;
     }
+    // The watchdog runs only while the flow is not paused: a partition left
+    // paused (see on_assign) fetches again.
+    (void)consumer_->resume(stalled);
     std::string where;
     for (const auto& tp : stalled)
         where += (where.empty() ? "" : ", ") + tp.topic + "/" + std::to_string(tp.partition) +
@@ -1373,12 +1388,12 @@ void flow::loop() {
         // Back-pressure: pause rather than grow.
         const bool over = window_records_ >= max_records || in_flight_bytes_ >= max_bytes;
         if (over && !paused_) {
-            paused_ = true;
+            set_paused(true);
             (void)consumer_->pause(consumer_->assignment());
             commit(false);
         } else if (paused_ && window_records_ < max_records * 3 / 4 &&
                    in_flight_bytes_ < max_bytes * 3 / 4) {
-            paused_ = false;
+            set_paused(false);
             (void)consumer_->resume(consumer_->assignment());
         }
 

@@ -58,6 +58,8 @@ struct flow_status {
     // Taken from this member by a session timeout (the source unreachable)
     // and not yet given back: still counted in the figures.
     int32_t partitions_lost = 0;
+    // Fetching stopped by back-pressure until the in-flight window drains.
+    bool paused = false;
     // When the run loop last went round: a wedged flow thread stops it.
     std::chrono::steady_clock::time_point loop_at = std::chrono::steady_clock::now();
 };
@@ -145,6 +147,7 @@ private:
     void drop_lag_gauge(partition_state& ps);
     // Publishes how many partitions this member holds and has lost.
     void count_partitions();
+    void set_paused(bool paused);  // paused_ and the status's copy
     void on_committed(const kafka::partition_list& parts);
     void commit(bool sync);
     // "" after a commit that went through, else what stopped it.
