@@ -139,7 +139,11 @@ Result<Client> Client::create(client_kind kind, const endpoint& ep, const proper
 }
 
 Client::Client(Client&& o) noexcept
-    : rk_(o.rk_), kind_(o.kind_), ctx_(std::move(o.ctx_)), closed_(o.closed_) {
+    : rk_(o.rk_),
+      kind_(o.kind_),
+      ctx_(std::move(o.ctx_)),
+      closed_(o.closed_),
+      joined_unassigned_(o.joined_unassigned_) {
     o.rk_ = nullptr;
 }
 
@@ -150,6 +154,7 @@ Client& Client::operator=(Client&& o) noexcept {
         kind_ = o.kind_;
         ctx_ = std::move(o.ctx_);
         closed_ = o.closed_;
+        joined_unassigned_ = o.joined_unassigned_;
         o.rk_ = nullptr;
     }
     return *this;
@@ -157,10 +162,25 @@ Client& Client::operator=(Client&& o) noexcept {
 
 Client::~Client() { destroy(); }
 
+void Client::note_membership() noexcept {
+    // librdkafka before 2.3.0 aborts the process when it destroys a
+    // cooperative-sticky consumer that has joined its group (it has a member
+    // id) but was never handed an assignment: the assignor's state is still
+    // null and its destructor asserts (librdkafka #4312, fixed by #4381).
+    // Leaving the group clears the member id, so this is looked at before
+    // and during the close, not at the destroy.
+    if (joined_unassigned_ || rd_kafka_version() >= 0x020300ff || ctx_->assigned.load()) return;
+    if (char* id = rd_kafka_memberid(rk_)) {
+        joined_unassigned_ = id[0] != '\0';
+        rd_kafka_mem_free(rk_, id);
+    }
+}
+
 void Client::close(deadline_ms deadline, rebalance_event_fn on_rebalance) noexcept {
     if (rk_ == nullptr || closed_) return;
     closed_ = true;
     if (kind_ == client_kind::consumer) {
+        note_membership();
         // rd_kafka_consumer_close has no timeout of its own; the queue-based
         // close lets us bound it. Rebalance callbacks are not called on this
         // path: the revocation arrives as an event that must be answered
@@ -173,6 +193,7 @@ void Client::close(deadline_ms deadline, rebalance_event_fn on_rebalance) noexce
         const auto until = std::chrono::steady_clock::now() + deadline;
         while (!rd_kafka_consumer_closed(rk_) && std::chrono::steady_clock::now() < until) {
             event_ptr ev(rd_kafka_queue_poll(q.get(), 100));
+            note_membership();  // a join answered while closing
             if (!ev || rd_kafka_event_type(ev.get()) != RD_KAFKA_EVENT_REBALANCE) continue;
             auto* parts = rd_kafka_event_topic_partition_list(ev.get());
             if (on_rebalance) {
@@ -199,22 +220,12 @@ void Client::destroy() noexcept {
         ctx_.reset();
         return;
     }
-    // librdkafka before 2.3.0 aborts the process when it destroys a
-    // cooperative-sticky consumer that has joined its group (it has a member
-    // id) but was never handed an assignment: the assignor's state is still
-    // null and its destructor asserts (librdkafka #4312, fixed by #4381).
     // Stopping or reloading a flow during its first rebalance would end the
-    // daemon. Such a handle is closed (the group is left) and then left
-    // behind: a small, counted leak instead of the whole process.
-    bool joined_unassigned = false;
-    if (rd_kafka_version() < 0x020300ff && !ctx_->assigned.load()) {
-        if (char* id = rd_kafka_memberid(rk_)) {
-            joined_unassigned = id[0] != '\0';
-            rd_kafka_mem_free(rk_, id);
-        }
-    }
+    // daemon (see note_membership). Such a handle is closed (the group is
+    // left) and then left behind: a small, counted leak instead of the whole
+    // process.
     close(std::chrono::seconds(10));
-    if (joined_unassigned) {
+    if (joined_unassigned_ && !ctx_->assigned.load()) {
         ctx_->log.warn(
             "leaving a closed consumer handle behind: it joined its group but was never "
             "assigned, and librdkafka " +

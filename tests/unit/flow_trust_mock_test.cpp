@@ -11,7 +11,9 @@
 #include <prometheus/registry.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -59,6 +61,43 @@ std::vector<int64_t> committed(const std::string& bootstrap, const std::string& 
     rd_kafka_destroy(c);
     return out;
 }
+
+// The flow started, copied the first 100 records of orders (2 partitions),
+// committed them and is not paused: a steady state to break from.
+bool copied_first_hundred(rpl::replicator::flow& f, const std::string& bootstrap) {
+    return eventually(
+        [&] {
+            const auto s = f.status();
+            return s.state == flow_state::running && s.lag == 0 && !s.paused &&
+                   committed(bootstrap, "orders", 2) == std::vector<int64_t>{50, 50};
+        },
+        30s);
+}
+
+// Two mock clusters, orders (2 partitions) on src with 100 records, and a
+// flow with the given window that has copied and committed them and is not
+// paused: a steady state to break from.
+struct trust_bed {
+    struct pair {
+        mock_cluster src{1}, dst{1};
+    } clusters;
+    rpl::conf::Config cfg;
+    prometheus::Registry registry;
+    rpl::replicator::mirror_metric_families metrics;
+    std::optional<rpl::replicator::flow> f;
+
+    explicit trust_bed(std::uint64_t max_in_flight_records)
+        : cfg(mock_flow_config(clusters.src.bootstrap(), clusters.dst.bootstrap())),
+          metrics(rpl::replicator::make_mirror_metrics(registry)) {
+        clusters.src.create_topic("orders", 2);
+        clusters.dst.create_topic("src.orders", 2);
+        mock_produce(clusters.src.bootstrap(), "orders", 2, 100);
+        cfg.flows.at(0).max_in_flight_records = max_in_flight_records;
+        f.emplace(cfg.flows.at(0), rpl::replicator::flow_env{&cfg, &metrics});
+        REQUIRE(f->start().has_value());
+        REQUIRE(copied_first_hundred(*f, clusters.src.bootstrap()));
+    }
+};
 
 }  // namespace
 
@@ -119,23 +158,9 @@ TEST_CASE("the_rpo_figure_keeps_growing_after_a_source_outage_loses_the_flows_pa
     // meter, so the figure (and the lag) stood still, or fell to 0, while
     // the records it owed the target grew older (bench/soak seed 27: 22.9 s
     // for 9 scrapes while the truth went from 24 to 32 s).
-    mock_cluster src(1), dst(1);
-    src.create_topic("orders", 2);
-    dst.create_topic("src.orders", 2);
-    mock_produce(src.bootstrap(), "orders", 2, 100);
-
-    const auto cfg = mock_flow_config(src.bootstrap(), dst.bootstrap());
-    prometheus::Registry registry;
-    auto metrics = rpl::replicator::make_mirror_metrics(registry);
-    rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics});
-    REQUIRE(f.start().has_value());
-    REQUIRE(eventually(
-        [&] {
-            const auto s = f.status();
-            return s.state == flow_state::running && s.lag == 0 &&
-                   committed(src.bootstrap(), "orders", 2) == std::vector<int64_t>{50, 50};
-        },
-        30s));
+    trust_bed bed(50000);
+    auto& [src, dst] = bed.clusters;
+    auto& f = *bed.f;
 
     // The target goes away and the source gets 100 records it cannot pass
     // on; then the source goes away for longer than the session (10 s).
@@ -184,24 +209,9 @@ TEST_CASE("partitions_paused_by_back_pressure_then_lost_are_fetched_when_handed_
     // a source outage took them away as lost; the target came back, the
     // window emptied and the flow resumed its assignment, which was empty;
     // the partitions then came back still paused and were never fetched.
-    mock_cluster src(1), dst(1);
-    src.create_topic("orders", 2);
-    dst.create_topic("src.orders", 2);
-    mock_produce(src.bootstrap(), "orders", 2, 100);
-
-    auto cfg = mock_flow_config(src.bootstrap(), dst.bootstrap());
-    cfg.flows.at(0).max_in_flight_records = 20;
-    prometheus::Registry registry;
-    auto metrics = rpl::replicator::make_mirror_metrics(registry);
-    rpl::replicator::flow f(cfg.flows.at(0), {&cfg, &metrics});
-    REQUIRE(f.start().has_value());
-    REQUIRE(eventually(
-        [&] {
-            const auto s = f.status();
-            return s.state == flow_state::running && s.lag == 0 && !s.paused &&
-                   committed(src.bootstrap(), "orders", 2) == std::vector<int64_t>{50, 50};
-        },
-        30s));
+    trust_bed bed(20);
+    auto& [src, dst] = bed.clusters;
+    auto& f = *bed.f;
 
     // The target goes away: 100 more records fill the window of 20 and the
     // flow pauses (the first 100 went through with the window filling and
