@@ -168,7 +168,9 @@ void Client::note_membership() noexcept {
     // id) but was never handed an assignment: the assignor's state is still
     // null and its destructor asserts (librdkafka #4312, fixed by #4381).
     // Leaving the group clears the member id, so this is looked at before
-    // and during the close, not at the destroy.
+    // the close, not at the destroy. Not during it: rd_kafka_memberid waits
+    // for the group's own thread without a deadline, and that thread stops
+    // serving questions as the close ends.
     if (joined_unassigned_ || rd_kafka_version() >= 0x020300ff || ctx_->assigned.load()) return;
     if (char* id = rd_kafka_memberid(rk_)) {
         joined_unassigned_ = id[0] != '\0';
@@ -193,7 +195,6 @@ void Client::close(deadline_ms deadline, rebalance_event_fn on_rebalance) noexce
         const auto until = std::chrono::steady_clock::now() + deadline;
         while (!rd_kafka_consumer_closed(rk_) && std::chrono::steady_clock::now() < until) {
             event_ptr ev(rd_kafka_queue_poll(q.get(), 100));
-            note_membership();  // a join answered while closing
             if (!ev || rd_kafka_event_type(ev.get()) != RD_KAFKA_EVENT_REBALANCE) continue;
             auto* parts = rd_kafka_event_topic_partition_list(ev.get());
             if (on_rebalance) {

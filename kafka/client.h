@@ -131,8 +131,8 @@ private:
     // rk_, so it is released only after rd_kafka_destroy in destroy().
     std::unique_ptr<client_context> ctx_;
     bool closed_ = false;
-    // A consumer seen, before or during its close, as a member of its group
-    // that was never assigned (see destroy()).
+    // A consumer seen, just before its close, as a member of its group that
+    // was never assigned (see destroy()).
     bool joined_unassigned_ = false;
     void note_membership() noexcept;
 };
