@@ -101,6 +101,10 @@ void note_assigned(rd_kafka_t* rk) noexcept {
     if (auto* ctx = static_cast<client_context*>(rd_kafka_opaque(rk))) ctx->assigned = true;
 }
 
+void note_subscribed(rd_kafka_t* rk) noexcept {
+    if (auto* ctx = static_cast<client_context*>(rd_kafka_opaque(rk))) ctx->subscribed = true;
+}
+
 Result<Client> Client::create(client_kind kind, const endpoint& ep, const properties& overrides,
                               const Logger& log, void (*setup)(rd_kafka_conf_t*, void*),
                               void* opaque) {
@@ -170,8 +174,12 @@ void Client::note_membership() noexcept {
     // Leaving the group clears the member id, so this is looked at before
     // the close, not at the destroy. Not during it: rd_kafka_memberid waits
     // for the group's own thread without a deadline, and that thread stops
-    // serving questions as the close ends.
-    if (joined_unassigned_ || rd_kafka_version() >= 0x020300ff || ctx_->assigned.load()) return;
+    // serving questions as the close ends. Nor for a handle that never
+    // subscribed (a reader assigns by hand and never joins): its close and
+    // destroy then never wait on the group's thread at all.
+    if (joined_unassigned_ || rd_kafka_version() >= 0x020300ff || !ctx_->subscribed.load() ||
+        ctx_->assigned.load())
+        return;
     if (char* id = rd_kafka_memberid(rk_)) {
         joined_unassigned_ = id[0] != '\0';
         rd_kafka_mem_free(rk_, id);

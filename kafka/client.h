@@ -83,10 +83,14 @@ struct client_context {
     // A group consumer has been handed an assignment (even an empty one)
     // at least once; see Client::destroy.
     std::atomic<bool> assigned{false};
+    // It subscribed, so it may have joined its group; see Client::close.
+    std::atomic<bool> subscribed{false};
 };
 
 // Marks a group consumer's handle as assigned (from its rebalance callback).
 void note_assigned(rd_kafka_t* rk) noexcept;
+// Marks a consumer's handle as subscribed (it may join its group).
+void note_subscribed(rd_kafka_t* rk) noexcept;
 
 // An owned rd_kafka_t with the project's logger wired in. Movable, not
 // copyable. Destruction closes consumers (bounded by a deadline) before

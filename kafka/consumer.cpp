@@ -126,6 +126,7 @@ Result<void> consumer::subscribe(const std::vector<std::string>& topics) {
         rd_kafka_topic_partition_list_add(tpl.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
     const auto err = rd_kafka_subscribe(client_.get(), tpl.get());
     if (err) return kafka_error(err, "subscribe on " + client_.where().describe());
+    note_subscribed(client_.get());
     return ok();
 }
 
