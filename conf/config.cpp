@@ -602,6 +602,7 @@ Result<Config> parse(std::string_view text, const std::string& path) {
     diagnostics diag(path);
     Config c;
     c.path = path;
+    resolve_references(root, diag, c.references);
     table_reader top(diag, root, "");
 
     if (const toml::node* d = top.find("daemon")) {

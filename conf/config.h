@@ -125,8 +125,16 @@ struct tap_config {
     bool operator==(const tap_config&) const = default;
 };
 
+// A string value written as, or with, ${env:NAME} or ${file:PATH}: what it
+// resolved to, and the text as written (which describe() prints instead).
+struct reference {
+    std::string value;
+    std::string text;
+};
+
 struct Config {
     std::string path;
+    std::vector<reference> references;
     daemon_config daemon;
     std::map<std::string, cluster_config> clusters;
     std::vector<flow_config> flows;  // includes the two flows each [[pair]] expands to
@@ -142,6 +150,11 @@ struct Config {
 // sorted by position; the code is errc::invalid_config (errc::io if the file
 // cannot be read). Relative paths in the file (state_dir, file:// storage)
 // are relative to the process's working directory, not to the file.
+// Any string value may name where its text lives instead of holding it:
+// "${env:NAME}" is the environment variable NAME, "${file:PATH}" the file's
+// content without its final newline; "$${" is a literal "${". A variable
+// that is not set or a file that cannot be read is an error at the value's
+// line and column.
 [[nodiscard]] Result<Config> load(const std::string& path);
 // Same, from text already in memory; `path` is used only in messages.
 [[nodiscard]] Result<Config> parse(std::string_view text, const std::string& path);

@@ -36,8 +36,15 @@ std::string toml_array(const std::vector<std::string>& v) {
     return out + "]";
 }
 
+// Exactly one reference and nothing else: naming it reveals nothing.
+bool only_a_reference(std::string_view text) {
+    return text.starts_with("${") && text.find('}') == text.size() - 1;
+}
+
 class writer {
 public:
+    explicit writer(const std::vector<reference>& refs) : refs_(refs) {}
+
     void header(std::string_view h) {
         if (!first_) out_ << '\n';
         first_ = false;
@@ -47,9 +54,27 @@ public:
     void raw(std::string_view key, std::string_view value) {
         out_ << toml_key(key) << " = " << value << '\n';
     }
-    void str(std::string_view key, std::string_view value) { raw(key, quoted_string(value)); }
-    void secret(std::string_view key, std::string_view value) { str(key, masked(key, value)); }
-    void strs(std::string_view key, const std::vector<std::string>& v) { raw(key, toml_array(v)); }
+    // A value that came from a reference is shown as written.
+    void str(std::string_view key, std::string_view value) {
+        raw(key, quoted_string(as_written(value)));
+    }
+    void secret(std::string_view key, std::string_view value) {
+        const auto* r = find(value);
+        if (r != nullptr && only_a_reference(r->text)) {
+            raw(key, quoted_string(r->text));
+        } else {
+            raw(key, quoted_string(masked(key, value)));
+        }
+    }
+    void url(std::string_view key, std::string_view value) {
+        const auto* r = find(value);
+        raw(key, quoted_string(masked_url(r != nullptr ? r->text : value)));
+    }
+    void strs(std::string_view key, const std::vector<std::string>& v) {
+        std::vector<std::string> shown;
+        for (const auto& s : v) shown.push_back(as_written(s));
+        raw(key, toml_array(shown));
+    }
     void boolean(std::string_view key, bool b) { raw(key, b ? "true" : "false"); }
     void integer(std::string_view key, long long i) { raw(key, std::to_string(i)); }
     void dur(std::string_view key, duration d) { str(key, format_duration(d)); }
@@ -61,6 +86,17 @@ public:
     [[nodiscard]] std::string str() const { return out_.str(); }
 
 private:
+    [[nodiscard]] const reference* find(std::string_view value) const {
+        for (const auto& r : refs_)
+            if (r.value == value) return &r;
+        return nullptr;
+    }
+    [[nodiscard]] std::string as_written(std::string_view value) const {
+        const auto* r = find(value);
+        return std::string(r != nullptr ? std::string_view(r->text) : value);
+    }
+
+    const std::vector<reference>& refs_;
     std::ostringstream out_;
     bool first_ = true;
 };
@@ -68,7 +104,7 @@ private:
 }  // namespace
 
 std::string describe(const Config& c) {
-    writer w;
+    writer w(c.references);
     w.header("# replicatord effective configuration from " + c.path +
              " (defaults applied, secrets masked)");
 
@@ -124,7 +160,7 @@ std::string describe(const Config& c) {
         w.str("source", t.source);
         w.strs("topics", t.topics);
         w.strs("exclude_topics", t.exclude_topics);
-        w.str("storage", masked_url(t.storage));
+        w.url("storage", t.storage);
         w.str("compression", t.compression);
         w.integer("compression_level", t.compression_level);
         w.size("segment_max_bytes", t.segment_max_bytes);

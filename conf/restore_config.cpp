@@ -344,6 +344,7 @@ Result<restore_config> parse_restore(std::string_view text, const std::string& p
     diagnostics diag(path);
     restore_config c;
     c.path = path;
+    resolve_references(root, diag, c.references);
     table_reader r(diag, root, "");
 
     if (r.required("store") && r.string("store", c.store))

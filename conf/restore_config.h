@@ -69,7 +69,8 @@ struct restore_window {
 };
 
 struct restore_config {
-    std::string path;  // the file, for messages
+    std::string path;                   // the file, for messages
+    std::vector<reference> references;  // ${env:..} and ${file:..} values, as in Config
 
     std::string store;          // file:///abs, file://rel or s3://bucket/prefix?...
     std::string s3_access_key;  // optional; else AWS_ACCESS_KEY_ID

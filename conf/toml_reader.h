@@ -158,4 +158,9 @@ void read_client(diagnostics& diag, const toml::table& t, const std::string& own
                  std::map<std::string, std::string>& out,
                  name_errors_at where = name_errors_at::key);
 
+// Replaces ${env:NAME} and ${file:PATH} in every string value under root
+// (keys are never expanded), reporting each reference that cannot be
+// resolved at its value; `out` gains one entry per expanded value.
+void resolve_references(toml::table& root, diagnostics& diag, std::vector<reference>& out);
+
 }  // namespace rpl::conf::detail
