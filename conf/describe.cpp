@@ -72,6 +72,7 @@ public:
     }
     void strs(std::string_view key, const std::vector<std::string>& v) {
         std::vector<std::string> shown;
+        shown.reserve(v.size());
         for (const auto& s : v) shown.push_back(as_written(s));
         raw(key, toml_array(shown));
     }
