@@ -93,24 +93,23 @@ client.sasl.password = "${env:RPL_TEST_SCRAM_PASSWORD}"
 }
 
 TEST_CASE("a_secret_from_a_file_loses_its_final_newline_and_only_that") {
+    // A config whose SASL password is ${file:path}.
+    const auto with_password_file = [](const std::string& path) {
+        return load_ok(
+            "[clusters.primary]\nbootstrap = \"127.0.0.1:19092\"\n"
+            "client.sasl.password = \"${file:" +
+            path + "}\"\n");
+    };
     const temp_file f("  canary-file-51d0\t\n");
-    const auto c = load_ok(R"([clusters.primary]
-bootstrap = "127.0.0.1:19092"
-client.sasl.password = "${file:)" +
-                           f.path() + R"(}"
-)");
+    const auto c = with_password_file(f.path());
     CHECK(c.clusters.at("primary").client.at("sasl.password") == "  canary-file-51d0\t");
     const std::string d = rpl::conf::describe(c);
     CHECK_LACKS(d, "canary-file-51d0");
     CHECK_HAS(d, "${file:" + f.path() + "}");
 
     const temp_file crlf("canary-crlf\r\n");
-    const auto c2 = load_ok(R"([clusters.primary]
-bootstrap = "127.0.0.1:19092"
-client.sasl.password = "${file:)" +
-                            crlf.path() + R"(}"
-)");
-    CHECK(c2.clusters.at("primary").client.at("sasl.password") == "canary-crlf");
+    CHECK(with_password_file(crlf.path()).clusters.at("primary").client.at("sasl.password") ==
+          "canary-crlf");
 }
 
 TEST_CASE("a_reference_inside_a_longer_value_is_expanded_in_place_and_dollar_dollar_is_literal") {
