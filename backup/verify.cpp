@@ -3,6 +3,8 @@
 
 #include "backup/verify.h"
 
+#include "conf/config.h"
+
 #include <algorithm>
 #include <map>
 
@@ -176,7 +178,19 @@ bool check_segment(const segment_reader& seg, const segment_entry& e, bool deep,
     return out.size() == before;
 }
 
+Result<void> check_backup_id(std::string_view id) {
+    if (conf::is_backup_id(id)) return ok();
+    std::string shown;
+    for (const char c : id.substr(0, 64))
+        shown += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+    return fail(errc::invalid_config,
+                "backup id '" + shown +
+                    "' is not one: a backup id is the tap's name (letters, digits, '.', '_' and "
+                    "'-'; not '.' or '..'); `replicatorctl backup list --store URL` shows them");
+}
+
 Result<catalogue> load_catalogue(object_store& store, const std::string& backup) {
+    RPL_TRY(check_backup_id(backup));
     auto cat = catalogue::load(store, backup);
     if (cat) return cat;
     if (cat.error().code != errc::not_found) return cat.error();

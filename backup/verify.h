@@ -77,8 +77,14 @@ bool check_segment(const segment_reader& seg, const segment_entry& entry, bool d
     object_store& store, const std::string& backup, bool deep,
     const std::function<void(const segment_entry&)>& on_segment = {});
 
+// A backup id is a tap's name, and the first part of every key under it:
+// letters, digits, '.', '_' and '-', and not "." or "..". Checked before an
+// id from a command line or a restore file reaches a key.
+[[nodiscard]] Result<void> check_backup_id(std::string_view id);
+
 // errc::not_found naming the backup and listing the ids present, when the
-// backup is missing; other errors as catalogue::load.
+// backup is missing; errc::invalid_config for an id check_backup_id
+// refuses; other errors as catalogue::load.
 [[nodiscard]] Result<catalogue> load_catalogue(object_store& store, const std::string& backup);
 
 }  // namespace rpl::backup

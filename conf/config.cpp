@@ -235,6 +235,12 @@ void claim_name(table_reader& r, name_registry& names, const std::string& name, 
         r.error("name", "name " + quote(name) + " must " + std::string(name_rule));
         return;
     }
+    // A tap's name is the first part of its archive's keys (a directory in
+    // a file:// store): "." and ".." would point elsewhere.
+    if (explicit_name && !is_backup_id(name)) {
+        r.error("name", "name " + quote(name) + " is not a name: write letters or digits too");
+        return;
+    }
     const pos_t p = r.pos("name");
     if (auto first = names.claim(name, owner, p.line); !first.empty()) {
         r.error("name", "duplicate name " + quote(name) + "; " + first + " already uses it");
@@ -569,6 +575,8 @@ void check_overlaps(diagnostics& diag, const Config& c) {
 }
 
 }  // namespace
+
+bool is_backup_id(std::string_view s) { return is_name(s) && s != "." && s != ".."; }
 
 std::string evident_overlap(const flow_config& a, const flow_config& b) {
     const auto ai = compile_patterns(a.topics), ae = compile_patterns(a.exclude_topics);

@@ -203,6 +203,10 @@ void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream
 [[nodiscard]] bool same_run_settings(const Config& a, const tap_config& ta, const Config& b,
                                      const tap_config& tb);
 
+// A tap's name, which is also its backup id and the first part of every key
+// in its archive: letters, digits, '.', '_' and '-', and not "." or "..".
+[[nodiscard]] bool is_backup_id(std::string_view s);
+
 // Human-readable dump of the effective config, secrets masked.
 [[nodiscard]] std::string describe(const Config& c);
 

@@ -349,9 +349,16 @@ Result<restore_config> parse_restore(std::string_view text, const std::string& p
 
     if (r.required("store") && r.string("store", c.store))
         detail::check_store_url(r, "store", c.store);
-    if (r.required("backup") && r.string("backup", c.backup) && c.backup.empty())
-        r.error("backup",
-                "must not be empty; `replicatorctl backup list --store URL` shows the ids");
+    if (r.required("backup") && r.string("backup", c.backup)) {
+        if (c.backup.empty()) {
+            r.error("backup",
+                    "must not be empty; `replicatorctl backup list --store URL` shows the ids");
+        } else if (!is_backup_id(c.backup)) {
+            r.error("backup", "backup id " + quote(c.backup) +
+                                  " is not one: a backup id is the tap's name (letters, digits, "
+                                  "'.', '_' and '-'; not '.' or '..')");
+        }
+    }
 
     const bool has_access = r.string("s3_access_key", c.s3_access_key) && !c.s3_access_key.empty();
     const bool has_secret = r.string("s3_secret_key", c.s3_secret_key) && !c.s3_secret_key.empty();

@@ -6,6 +6,7 @@
 // `two_clusters` (lines 1-4) so that the interesting table starts on line 5.
 
 #include "conf/config.h"
+#include "conf/restore_config.h"
 
 #include <doctest/doctest.h>
 
@@ -1017,4 +1018,24 @@ TEST_CASE("every file in conf/examples loads without errors") {
     ::unsetenv("REPLICATORD_ADMIN_TOKEN");
     // demo.toml, full.toml and compose.toml at least: an empty directory must not pass.
     CHECK(loaded >= 3);
+}
+
+TEST_CASE("a_tap_named_dot_dot_and_a_restore_of_backup_dot_dot_are_refused_at_their_line") {
+    const std::string e = errors_of(R"([clusters.primary]
+bootstrap = "127.0.0.1:19092"
+[[tap]]
+name = ".."
+source = "primary"
+storage = "file:///tmp/archive"
+)");
+    CHECK_HAS(e, "t.toml:4:8: tap[0].name: name '..' is not a name");
+
+    for (const std::string id : {"..", "../orders", "a/b"}) {
+        CAPTURE(id);
+        auto r = rpl::conf::parse_restore("store = \"file:///tmp/archive\"\nbackup = \"" + id +
+                                              "\"\n[target]\nbootstrap = \"127.0.0.1:29092\"\n",
+                                          "R.toml");
+        REQUIRE(!r);
+        CHECK_HAS(r.error().message, "R.toml:2:10: backup: backup id '" + id + "' is not one");
+    }
 }

@@ -276,3 +276,19 @@ TEST_CASE("murmur2 mapping matches Kafka's Utils.murmur2 made positive") {
     CHECK(murmur2_partition("kafka", max) == 1348980580);
     CHECK(murmur2_partition("abc", 6) == 479470107 % 6);
 }
+
+TEST_CASE("a_backup_id_that_could_leave_the_store_is_refused_before_it_reaches_a_key") {
+    temp_store s;
+    for (const std::string id : {"..", ".", "../orders", "a/b", "/etc", "x\n", ""}) {
+        CAPTURE(id);
+        auto cat = load_catalogue(*s.store, id);
+        REQUIRE(!cat);
+        CHECK(cat.error().code == rpl::errc::invalid_config);
+        CHECK(cat.error().message.find("is not one") != std::string::npos);
+        CHECK(cat.error().message.find('\n') == std::string::npos);
+        auto rep = verify_backup(*s.store, id, true, {});
+        REQUIRE(!rep);
+        CHECK(rep.error().code == rpl::errc::invalid_config);
+    }
+    CHECK(check_backup_id("orders-archive_2.v1"));
+}
