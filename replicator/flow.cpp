@@ -43,7 +43,8 @@ struct flow::partition_state {
     // must not be committed. A seek makes it true again.
     bool position_reliable = true;
     bool first_record_pending = false;  // the RPO meter wants its timestamp
-    bool first_gap_check = false;       // see explained()
+    bool waiting = false;          // records past its position on the source, at the last figures
+    bool first_gap_check = false;  // see explained()
     // watch_fetching(): when the partition last had a fetch position or no
     // reason to have one, and how long it may go without one.
     clock::time_point fetch_seen{};
@@ -564,13 +565,32 @@ bool flow::persist_runs() {
 
 void flow::update_window() {
     int64_t window = 0;
+    int64_t busy = 0;
     for (auto& [name, ts] : topics_) {
         for (auto& ps : ts->parts) {
-            if (!ps || !ps->assigned || ps->read_next < 0 || ps->committed_next < 0) continue;
-            window += ps->read_next - ps->committed_next;
+            if (!ps || !ps->assigned) continue;
+            const int64_t held = ps->read_next >= 0 && ps->committed_next >= 0
+                                     ? ps->read_next - ps->committed_next
+                                     : 0;
+            window += held;
+            if (held > 0 || ps->waiting) ++busy;
         }
     }
     window_records_ = window;
+    busy_partitions_ = busy;
+}
+
+bool flow::over_share(const partition_state& ps, int64_t max_records) const {
+    // librdkafka hands out records in the order its fetches return them,
+    // and a partition whose record does not fit is moved back to it, behind
+    // the others' prefetched data: under a target slower than the source,
+    // the same few partitions would fill the window every time and the rest
+    // wait for as long as the target stays slow. So each partition with
+    // records to copy may hold an even share of the window, no more, until
+    // a commit frees some. One busy partition alone has all of it.
+    if (busy_partitions_ <= 1 || ps.read_next < 0 || ps.committed_next < 0) return false;
+    const int64_t share = std::max<int64_t>(1, max_records / busy_partitions_);
+    return ps.read_next - ps.committed_next >= share;
 }
 
 namespace {
@@ -1281,6 +1301,13 @@ void flow::update_metrics() {
     // Acknowledged positions reach the meter at least once a second.
     const auto f = meter_->compute();
     watch_fetching(f);
+    for (const auto& pf : f.partitions) {
+        auto it = topics_.find(pf.topic);
+        if (it == topics_.end() || static_cast<size_t>(pf.partition) >= it->second->parts.size())
+            continue;
+        if (auto* ps = it->second->parts[static_cast<size_t>(pf.partition)].get())
+            ps->waiting = pf.sampled && pf.lag > 0;
+    }
     for (const auto& [ps, safe] : safe_positions(true))
         meter_->acknowledge(ps->topic->name, ps->partition, safe);
     for (const auto& pf : f.partitions) {
@@ -1407,8 +1434,8 @@ void flow::loop() {
                 if (!m.err()) find(m)->position_reliable = false;
                 continue;
             }
-            if (!m.err() && window_records_ >= max_records) {
-                auto* ps = find(m);
+            if (auto* ps = m.err() ? nullptr : find(m);
+                ps != nullptr && (window_records_ >= max_records || over_share(*ps, max_records))) {
                 // The first record not sent is where this partition goes on.
                 if (ps->assigned && !ps->broken && ps->seek_to == -1 && m.offset() >= ps->read_next)
                     ps->seek_to = m.offset();

@@ -168,6 +168,8 @@ private:
     // The first record of a partition the group has no position for.
     void fresh_start(partition_state& ps, int64_t offset);
     void update_window();
+    // Whether ps holds its even share of the window among busy partitions.
+    [[nodiscard]] bool over_share(const partition_state& ps, int64_t max_records) const;
     void update_metrics();
     void publish_figures(const kafka::rpo_meter::figures& f);
     void shutdown() noexcept;
@@ -218,7 +220,10 @@ private:
     std::set<std::pair<std::string, int32_t>> lost_;    // of those, taken by a session timeout
     bool rewind_needed_ = false;
     bool paused_ = false;
-    int64_t window_records_ = 0;   // read and not committed, summed over partitions
+    int64_t window_records_ = 0;  // read and not committed, summed over partitions
+    // Assigned partitions holding window or with records waiting on the
+    // source, as of the last update_window().
+    int64_t busy_partitions_ = 0;
     int64_t in_flight_bytes_ = 0;  // read and not acknowledged
     std::chrono::milliseconds backoff_{100};
     int failures_without_progress_ = 0;
