@@ -164,7 +164,10 @@ TEST_CASE("sighup_adds_removes_changes_flows_keeps_the_unchanged_one_and_rejects
     const auto flow_log = [&](const std::string& name) { return "dr " + name + "] assigned"; };
     const auto reloaded = [&](size_t n) { return count(d.log(), "reloaded " + path) == n; };
 
-    REQUIRE_EVENTUALLY(20s, has_a_copy("primary." + keep) && has_a_copy("primary." + gone));
+    // Every flow has copied something, so each has had its first assignment
+    // before the reload (the counts of "assigned" below rely on it).
+    REQUIRE_EVENTUALLY(20s, has_a_copy("primary." + keep) && has_a_copy("primary." + gone) &&
+                                has_a_copy("primary." + change));
     rewrite(path, v2);
     d.signal(SIGHUP);
     REQUIRE_EVENTUALLY(30s, reloaded(1));
