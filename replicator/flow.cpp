@@ -1301,21 +1301,16 @@ void flow::update_metrics() {
     // Acknowledged positions reach the meter at least once a second.
     const auto f = meter_->compute();
     watch_fetching(f);
-    for (const auto& pf : f.partitions) {
-        auto it = topics_.find(pf.topic);
-        if (it == topics_.end() || static_cast<size_t>(pf.partition) >= it->second->parts.size())
-            continue;
-        if (auto* ps = it->second->parts[static_cast<size_t>(pf.partition)].get())
-            ps->waiting = pf.sampled && pf.lag > 0;
-    }
     for (const auto& [ps, safe] : safe_positions(true))
         meter_->acknowledge(ps->topic->name, ps->partition, safe);
     for (const auto& pf : f.partitions) {
         auto it = topics_.find(pf.topic);
         if (it == topics_.end() || static_cast<size_t>(pf.partition) >= it->second->parts.size())
             continue;
-        const auto& ps = it->second->parts[static_cast<size_t>(pf.partition)];
-        if (ps && ps->lag != nullptr) ps->lag->Set(static_cast<double>(pf.lag));
+        auto* ps = it->second->parts[static_cast<size_t>(pf.partition)].get();
+        if (ps == nullptr) continue;
+        ps->waiting = pf.sampled && pf.lag > 0;  // see over_share()
+        if (ps->lag != nullptr) ps->lag->Set(static_cast<double>(pf.lag));
     }
     for (auto& [name, ts] : topics_) {
         if (ts->records != nullptr && ts->unreported_records > 0) {
