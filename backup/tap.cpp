@@ -3,6 +3,7 @@
 #include "kafka/admin.h"
 
 #include <algorithm>
+#include <limits>
 #include <set>
 
 namespace rpl::backup {
@@ -44,6 +45,9 @@ struct tap::partition_state {
     std::optional<segment_writer> writer;
     clock::time_point first_added{};
     int pending = 0;  // rolled segments not yet stored
+    // The first record read after placement dates a backlog that no sample
+    // and no commit vouches for (rpo_meter::first_record).
+    bool first_record_pending = false;
 };
 
 struct tap::pending_segment {
@@ -355,6 +359,7 @@ Result<void> tap::place(partition_state& ps) {
     }
     ps.next_offset = start;
     ps.archived_end = start;
+    ps.first_record_pending = true;
     // The RPO bound the last run committed holds for every position at or
     // after its commit.
     meter_->assign(
@@ -514,6 +519,10 @@ void tap::handle(kafka::message& m) {
         int64_t low = 0, high = 0;
         if (consumer_->cached_watermarks(ps.topic, ps.partition, low, high) && low > expected)
             queue_loss(ps, expected, std::min(low, m.offset()));
+    }
+    if (ps.first_record_pending) {
+        ps.first_record_pending = false;
+        meter_->first_record(ps.topic, ps.partition, m.offset(), m.timestamp());
     }
     if (!ps.writer) {
         const int64_t start = expected >= 0 ? expected : m.offset();
@@ -799,9 +808,18 @@ void tap::snapshot_groups() {
 
 void tap::publish_figures(const kafka::rpo_meter::figures& f) {
     // On the meter's thread, so the figure moves while the tap's own thread
-    // waits on a slow store. Until every partition has a figure the gauge
-    // says "unknown" (NaN); a tap with no topics has nothing at risk.
-    if (!f.complete && topics_known_.load() != 0) return;
+    // waits on a slow store. While some partition has no figure the gauge
+    // says "unknown" (NaN): until this meter has one, a failed predecessor's
+    // figure, still counting, stays; once this meter has published, a number
+    // left standing would stop moving and read better than the truth. A tap
+    // with no topics has nothing at risk.
+    if (!f.complete && topics_known_.load() != 0) {
+        if (figure_published_ && env_.metrics != nullptr)
+            env_.metrics->rpo.Add({{"tap", cfg_.name}})
+                .Set(std::numeric_limits<double>::quiet_NaN());
+        return;
+    }
+    figure_published_ = true;
     if (env_.metrics != nullptr) {
         const prometheus::Labels l{{"tap", cfg_.name}};
         env_.metrics->rpo.Add(l).Set(f.rpo_seconds);

@@ -174,6 +174,7 @@ private:
     std::unique_ptr<kafka::rpo_meter> meter_;
     std::set<std::pair<std::string, int32_t>> primed_;  // followed before being placed
     std::atomic<int> topics_known_{-1};                 // -1 before discovery, 0 none, 1 some
+    bool figure_published_ = false;  // an RPO figure was published (the meter's thread only)
     // The put of pending_.front(), on a worker thread; waited for before the
     // pending segments, the store or the consumer go.
     std::future<Result<void>> upload_;

@@ -88,10 +88,37 @@ void rpo_meter::assign(const std::string& topic, int32_t partition, int64_t next
                        std::optional<wall_clock::time_point> since) {
     {
         std::lock_guard lock(mu_);
-        auto& p = parts_[{topic, partition}];
-        p = partition_state{};
-        p.next = next;
-        p.since = since;
+        auto [it, fresh] = parts_.try_emplace({topic, partition});
+        auto& p = it->second;
+        if (fresh) {
+            p.next = next;
+            p.since = since;
+        } else {
+            // Followed already (primed from the group's commits, or lost and
+            // still counted): the samples stay true of the source, and a
+            // bound for the old position holds for any position at or after
+            // it. An assignment that knows nothing new (no commit could be
+            // read) must not forget what was known.
+            const int64_t old_pos = p.next >= 0 ? p.next : std::max<int64_t>(p.start, 0);
+            if (next < 0) {
+                if (since && (!p.since || *since > *p.since)) {
+                    p.since = since;
+                    p.from_record = false;
+                }
+            } else if (next >= old_pos) {
+                p.next = next;
+                if (since && (!p.since || *since > *p.since)) {
+                    p.since = since;
+                    p.from_record = false;
+                }
+            } else {
+                // Back to an earlier position: the old bound says nothing of
+                // the records between.
+                p.next = next;
+                p.since = since;
+                p.from_record = false;
+            }
+        }
     }
     {
         std::lock_guard lock(wake_mu_);
@@ -148,12 +175,10 @@ std::optional<rpo_meter::wall_clock::time_point> rpo_meter::safe_since(partition
         }
     }
     if (best) return best;
-    if (p.since) return p.since;
-    // A backlog older than the first sample, with no commit and no record
-    // read yet to date it: the first sample is the best known, until the
-    // first record's timestamp replaces it.
-    if (!p.samples.empty()) return p.samples.front().sent;
-    return std::nullopt;
+    // A backlog older than every sample, with no commit and no record read
+    // yet to date it: unknown. The first sample's time would be a guess that
+    // reads better than the truth (the backlog may be hours old).
+    return p.since;
 }
 
 int64_t rpo_meter::log_start(const std::string& topic, int32_t partition) {

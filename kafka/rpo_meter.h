@@ -88,7 +88,9 @@ public:
 
     // A partition now owned. `next` is where the sink stands (-1 unknown:
     // the log start counts); `since` is the bound a previous run committed
-    // (see restore_since), if any.
+    // (see restore_since), if any. A partition followed already (primed, or
+    // lost and still counted) keeps its samples, and its bound wherever the
+    // new position is not behind the old one.
     void assign(const std::string& topic, int32_t partition, int64_t next,
                 std::optional<wall_clock::time_point> since);
     void revoke(const std::string& topic, int32_t partition);
@@ -138,7 +140,8 @@ private:
     void run() noexcept;          // publishes figures
     void sample_loop() noexcept;  // samples end offsets
     // The bound for position `next`: latest sample with end <= next, else
-    // the fallback; nullopt when nothing at all is known yet.
+    // the bound from a commit or the first record; nullopt when nothing
+    // vouches for it (the figure is then unknown, never a guess).
     [[nodiscard]] std::optional<wall_clock::time_point> safe_since(partition_state& p,
                                                                    int64_t next) const;
 

@@ -1203,9 +1203,19 @@ void flow::heartbeat() {
 }
 
 void flow::publish_figures(const kafka::rpo_meter::figures& f) {
-    // Until every followed partition has a figure the gauge keeps saying
-    // "unknown" (NaN); a flow with no topics has nothing at risk.
-    if (!f.complete && topics_known_.load() != 0) return;
+    // While some followed partition has no figure the gauge says "unknown"
+    // (NaN): until this meter has one, a failed predecessor's figure, still
+    // counting, stays; once this meter has published, a number left standing
+    // would stop moving and read better than the truth (bench/soak saw one
+    // stand for 27 s while the truth grew past it). A flow with no topics
+    // has nothing at risk.
+    if (!f.complete && topics_known_.load() != 0) {
+        if (figure_published_ && env_.metrics != nullptr)
+            env_.metrics->rpo.Add({{"flow", cfg_.name}})
+                .Set(std::numeric_limits<double>::quiet_NaN());
+        return;
+    }
+    figure_published_ = true;
     // On the meter's thread: the figure keeps moving while this flow's own
     // thread is busy, blocked or gone.
     if (env_.metrics != nullptr) env_.metrics->rpo.Add({{"flow", cfg_.name}}).Set(f.rpo_seconds);
