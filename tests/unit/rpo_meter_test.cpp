@@ -152,9 +152,9 @@ TEST_SUITE("rpo meter") {
         CHECK(f.lag == 7);
         CHECK_FALSE(f.complete);
 
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            written.time_since_epoch())
-                            .count();
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(written.time_since_epoch())
+                .count();
         meter.first_record("t", 0, 0, ms);
         f = meter.compute();
         REQUIRE(f.complete);
