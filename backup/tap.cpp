@@ -519,6 +519,10 @@ void tap::handle(kafka::message& m) {
         int64_t low = 0, high = 0;
         if (consumer_->cached_watermarks(ps.topic, ps.partition, low, high) && low > expected)
             queue_loss(ps, expected, std::min(low, m.offset()));
+        log_.debug(tp_name(ps.topic, ps.partition) + ": offsets " + std::to_string(expected) +
+                   ".." + std::to_string(m.offset() - 1) +
+                   " not returned by the source (compacted away, transaction markers or aborted "
+                   "records); recorded as absent");
     }
     if (ps.first_record_pending) {
         ps.first_record_pending = false;
@@ -543,8 +547,12 @@ void tap::roll(partition_state& ps, bool use_position) {
     // after the last record: they become a recorded gap.
     if (consumer_ && use_position) {
         const auto pos = consumer_->positions({{ps.topic, ps.partition}});
-        if (!pos.empty() && pos[0].offset >= 0 && pos[0].offset + ps.base > end)
+        if (!pos.empty() && pos[0].offset >= 0 && pos[0].offset + ps.base > end) {
+            log_.debug(tp_name(ps.topic, ps.partition) + ": segment ends at the position " +
+                       std::to_string(pos[0].offset) + ", past its last record " +
+                       std::to_string(end - ps.base - 1));
             end = pos[0].offset + ps.base;
+        }
     }
     pending_segment s;
     s.ps = &ps;
