@@ -46,6 +46,21 @@ rpl::kafka::Client client_for(const mock_source& m) {
     return std::move(c).value();
 }
 
+rpl::kafka::Client client_after(mock_source& m, int records) {
+    m.produce(records);
+    return client_for(m);
+}
+
+// A mock source holding `records` records, a client on it, and a meter
+// sampling through that client every 100 ms (when started).
+struct metered {
+    mock_source src;
+    rpl::kafka::Client client;
+    rpo_meter meter;
+    explicit metered(int records)
+        : client(client_after(src, records)), meter(client, rpl::Logger("rpo"), 100ms, nullptr) {}
+};
+
 double seconds_since(std::chrono::system_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::system_clock::now() - t).count();
 }
@@ -58,10 +73,8 @@ TEST_SUITE("rpo meter") {
     // were waiting. Now it grows from the last moment the partition was
     // known to be safe.
     TEST_CASE("rpo_keeps_growing_while_the_source_cannot_be_reached") {
-        mock_source src;
-        src.produce(10);
-        auto client = client_for(src);
-        rpo_meter meter(client, rpl::Logger("rpo"), 100ms, nullptr);
+        metered m(10);
+        auto& meter = m.meter;
         meter.assign("t", 0, 10, std::nullopt);  // caught up
         meter.sample_once();
         auto f = meter.compute();
@@ -69,7 +82,7 @@ TEST_SUITE("rpo meter") {
         CHECK(f.lag == 0);
         CHECK(f.rpo_seconds < 5.0);
 
-        src.produce(5);  // not on the target
+        m.src.produce(5);  // not on the target
         const auto written = std::chrono::system_clock::now();
         meter.sample_once();
         f = meter.compute();
@@ -77,7 +90,7 @@ TEST_SUITE("rpo meter") {
         // Never below the truth: the 5 records are at least this old.
         CHECK(f.rpo_seconds >= seconds_since(written) - 0.001);
 
-        src.down();
+        m.src.down();
         meter.sample_once();  // fails within its deadline
         const auto f1 = meter.compute();
         meter.sample_once();
@@ -88,10 +101,8 @@ TEST_SUITE("rpo meter") {
     }
 
     TEST_CASE("an acknowledged backlog brings the figure back near zero") {
-        mock_source src;
-        src.produce(7);
-        auto client = client_for(src);
-        rpo_meter meter(client, rpl::Logger("rpo"), 100ms, nullptr);
+        metered m(7);
+        auto& meter = m.meter;
         meter.assign("t", 0, 0, std::nullopt);
         meter.sample_once();
         CHECK(meter.compute().lag == 7);
@@ -108,13 +119,11 @@ TEST_SUITE("rpo meter") {
     // unknown, then restarted from the next sample: 3.5 s while the oldest
     // record waiting was 69 s old.
     TEST_CASE("a_partition_assigned_again_with_nothing_new_keeps_what_was_known") {
-        mock_source src;
-        src.produce(10);
-        auto client = client_for(src);
-        rpo_meter meter(client, rpl::Logger("rpo"), 100ms, nullptr);
+        metered m(10);
+        auto& meter = m.meter;
         meter.assign("t", 0, 10, std::nullopt);
         meter.sample_once();
-        src.produce(5);  // waiting, not on the target
+        m.src.produce(5);  // waiting, not on the target
         const auto written = std::chrono::system_clock::now();
         meter.sample_once();
         std::this_thread::sleep_for(300ms);
@@ -140,12 +149,10 @@ TEST_SUITE("rpo meter") {
     // A backlog that no sample, commit or record dates is unknown: the time
     // of the first sample would read better than the truth.
     TEST_CASE("a_backlog_nothing_dates_is_unknown_until_its_first_record") {
-        mock_source src;
-        src.produce(7);
+        metered m(7);
+        auto& meter = m.meter;
         const auto written = std::chrono::system_clock::now();
         std::this_thread::sleep_for(300ms);
-        auto client = client_for(src);
-        rpo_meter meter(client, rpl::Logger("rpo"), 100ms, nullptr);
         meter.assign("t", 0, 0, std::nullopt);
         meter.sample_once();
         auto f = meter.compute();
@@ -164,10 +171,8 @@ TEST_SUITE("rpo meter") {
     // A restart must not start from 0 while data is outstanding: the commit
     // carries the time from which the committed position was known safe.
     TEST_CASE("commit_metadata_carries_the_bound_and_restore_reads_it_back") {
-        mock_source src;
-        src.produce(3);
-        auto client = client_for(src);
-        rpo_meter meter(client, rpl::Logger("rpo"), 100ms, nullptr);
+        metered m(3);
+        auto& meter = m.meter;
         const auto before = std::chrono::system_clock::now();
         meter.assign("t", 0, 3, std::nullopt);
         meter.sample_once();
@@ -183,9 +188,9 @@ TEST_SUITE("rpo meter") {
         CHECK_FALSE(rpo_meter::restore_since("someone else's metadata").has_value());
 
         // The next run: a backlog written after the commit counts from it.
-        rpo_meter next(client, rpl::Logger("rpo"), 100ms, nullptr);
+        rpo_meter next(m.client, rpl::Logger("rpo"), 100ms, nullptr);
         next.assign("t", 0, 3, since);
-        src.produce(4);
+        m.src.produce(4);
         next.sample_once();
         const auto f = next.compute();
         CHECK(f.lag == 4);
