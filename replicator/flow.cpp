@@ -1042,8 +1042,22 @@ Result<void> flow::ensure_target(topic_state& t, int source_partitions, bool exi
 }
 
 Result<void> flow::discover() {
-    RPL_TRY(src, kafka::fetch_metadata(source_producer_->client(), 10s));
-    RPL_TRY(dst, kafka::fetch_metadata(producer_->client(), 10s));
+    // While a cluster cannot be reached, discovery must not hold the loop
+    // (pausing, commits, metrics) for the whole deadline at every refresh:
+    // after a failure it waits 2 s, and the full 10 s every fifth try (a
+    // mock test's flow ran one loop turn per 10 s with its target down and
+    // never paused on its full window).
+    const kafka::deadline_ms deadline = metadata_failures_ % 5 == 0 ? 10s : 2s;
+    auto src_md = kafka::fetch_metadata(source_producer_->client(), deadline);
+    auto dst_md = src_md ? kafka::fetch_metadata(producer_->client(), deadline)
+                         : Result<kafka::cluster_metadata>(src_md.error());
+    if (!dst_md) {
+        ++metadata_failures_;
+        return dst_md.error();
+    }
+    metadata_failures_ = 0;
+    const auto& src = src_md.value();
+    const auto& dst = dst_md.value();
     const bool sync_now = clock::now() >= next_config_sync_;
     bool grew = false;
     std::vector<std::string> wanted;

@@ -216,6 +216,7 @@ private:
     // -1 before the first discovery, then 0 when no topic matches, 1 when some
     // do (read by the meter's thread).
     std::atomic<int> topics_known_{-1};
+    int metadata_failures_ = 0;  // discovery's metadata reads failed in a row
     // This instance has published an RPO figure (the meter's thread only).
     bool figure_published_ = false;
     std::set<std::pair<std::string, int32_t>> primed_;  // followed by the meter, not yet assigned
